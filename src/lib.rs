@@ -1,0 +1,13 @@
+//! xdptcp: a kernel-bypass TCP/IP stack on Linux AF_XDP.
+//!
+//! Layers, with one direction of dependency:
+//! `wire` ← `tcp` (sans-IO engine) ← `stack` (per-core shard) ← `runtime` → `xdp`.
+//! `sim` is an in-memory network with a virtual clock for deterministic tests.
+//!
+//! Only `xdp` may contain `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod sim;
+pub mod tcp;
+pub mod time;
+pub mod wire;

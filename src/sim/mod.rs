@@ -1,0 +1,1 @@
+//! The simulated network: in-memory links with a virtual clock.

@@ -1,0 +1,2 @@
+pub mod cubic;
+pub mod new_reno;

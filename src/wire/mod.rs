@@ -1,0 +1,41 @@
+//! Wire formats: zero-copy packet views and plain `Repr` structs.
+//!
+//! Every format has two halves, after smoltcp:
+//! - a view, `XxxPacket<T: AsRef<[u8]>>`, that reads and writes fields in place;
+//! - a `XxxRepr`, a plain struct that is parsed from a view and emitted into one.
+//!
+//! # Contract
+//! No input, however malformed, can make a parser in this module panic, read
+//! out of bounds, or loop. Untrusted bytes enter only through
+//! `XxxPacket::new_checked`, which validates every length the accessors rely
+//! on; once `check_len()` has returned `Ok`, no accessor can panic.
+//! `XxxPacket::new_unchecked` is for buffers we built ourselves.
+//! `XxxRepr::parse` validates the semantics (checksums, option lists) on top.
+//!
+//! This is enforced by cargo-fuzz targets over every parser (`fuzz/`), a
+//! property round trip (`Repr` → emit → parse → same `Repr`) and a
+//! cross-check against the independent `etherparse` parser (`tests/wire_*`).
+
+pub mod tcp;
+
+pub use std::net::Ipv4Addr;
+pub use tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpRepr, TcpTimestamp};
+
+/// The one error of the wire layer: the bytes are not a valid packet.
+///
+/// Callers count these; they never need to know more than "malformed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error;
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("malformed packet")
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// A byte range inside a header.
+pub(crate) type Field = core::ops::Range<usize>;
