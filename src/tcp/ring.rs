@@ -1,1 +1,281 @@
-//! (being written)
+//! A byte ring for the send and receive buffers, allocated lazily.
+//!
+//! An idle connection owns no buffer memory: storage is allocated on first
+//! use, grows by doubling up to the buffer's limit, and is released when the
+//! connection drains it. The receive side may write beyond the readable bytes
+//! (out-of-order data) and make them readable once the gap before them fills.
+//!
+//! Invariants: `len <= limit`; `written <= cap` where `written` counts the
+//! readable bytes plus the furthest out-of-order byte written past them.
+
+/// Smallest storage allocated, so small messages don't cause many regrowths.
+const MIN_CAPACITY: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct RingBuffer {
+    storage: Vec<u8>,
+    head: usize,
+    len: usize,
+    /// Bytes from `head` that hold data: readable plus written-ahead.
+    written: usize,
+    limit: usize,
+}
+
+impl RingBuffer {
+    /// A buffer that never holds more than `limit` bytes; allocates nothing yet.
+    pub const fn new(limit: usize) -> Self {
+        RingBuffer { storage: Vec::new(), head: 0, len: 0, written: 0, limit }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+    pub fn free(&self) -> usize {
+        self.limit - self.len
+    }
+    /// Bytes of storage currently allocated.
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Frees the storage if nothing is held.
+    pub fn release(&mut self) {
+        if self.len == 0 && self.written == 0 {
+            self.storage = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// Makes room for `need` bytes from `head`, keeping everything written.
+    fn reserve(&mut self, need: usize) {
+        let cap = self.storage.len();
+        if need <= cap {
+            return;
+        }
+        let mut new_cap = cap.max(MIN_CAPACITY);
+        while new_cap < need {
+            new_cap *= 2;
+        }
+        let mut storage = vec![0u8; new_cap];
+        // Copy the `written` bytes in order to the start of the new storage.
+        let (a, b) = self.slices(0, self.written);
+        storage[..a.len()].copy_from_slice(a);
+        storage[a.len()..a.len() + b.len()].copy_from_slice(b);
+        self.storage = storage;
+        self.head = 0;
+    }
+
+    /// `len` bytes starting `offset` bytes past `head`, as up to two slices.
+    fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        let cap = self.storage.len();
+        if len == 0 || cap == 0 {
+            return (&[], &[]);
+        }
+        let start = (self.head + offset) % cap;
+        let first = len.min(cap - start);
+        (&self.storage[start..start + first], &self.storage[..len - first])
+    }
+
+    fn copy_in(&mut self, offset: usize, data: &[u8]) {
+        let cap = self.storage.len();
+        let start = (self.head + offset) % cap;
+        let first = data.len().min(cap - start);
+        self.storage[start..start + first].copy_from_slice(&data[..first]);
+        self.storage[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// The readable bytes in order.
+    pub fn as_slices(&self) -> (&[u8], &[u8]) {
+        self.slices(0, self.len)
+    }
+
+    /// Bytes `[offset, offset + len)` of the readable region, clamped.
+    pub fn slices_at(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        self.slices(offset, len.min(self.len - offset))
+    }
+
+    /// Copies readable bytes from `offset` into `dst`; returns how many.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> usize {
+        let (a, b) = self.slices_at(offset, dst.len());
+        dst[..a.len()].copy_from_slice(a);
+        dst[a.len()..a.len() + b.len()].copy_from_slice(b);
+        a.len() + b.len()
+    }
+
+    /// Drops up to `n` bytes from the front; returns how many.
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n == 0 {
+            return 0;
+        }
+        self.head = (self.head + n) % self.storage.len();
+        self.len -= n;
+        self.written -= n;
+        if self.written == 0 {
+            self.head = 0;
+        }
+        n
+    }
+
+    /// Appends as much of `data` as fits; returns how much.
+    pub fn push(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        let end = self.len + n;
+        self.reserve(end.max(self.written));
+        self.copy_in(self.len, &data[..n]);
+        self.len = end;
+        self.written = self.written.max(end);
+        n
+    }
+
+    /// Writes `data` at `offset` bytes past the readable region without making
+    /// it readable, clipped to the limit; returns how much was written.
+    pub fn write_unallocated(&mut self, offset: usize, data: &[u8]) -> usize {
+        let start = self.len + offset;
+        if start >= self.limit {
+            return 0;
+        }
+        let n = data.len().min(self.limit - start);
+        if n == 0 {
+            return 0;
+        }
+        self.reserve(start + n);
+        self.copy_in(start, &data[..n]);
+        self.written = self.written.max(start + n);
+        n
+    }
+
+    /// Makes `n` bytes written past the readable region readable.
+    pub fn enqueue_unallocated(&mut self, n: usize) -> usize {
+        let n = n.min(self.written - self.len);
+        self.len += n;
+        n
+    }
+
+    /// Forgets data written past the readable region (out-of-order data dropped).
+    pub fn discard_unallocated(&mut self) {
+        self.written = self.len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn empty_owns_nothing_and_is_small() {
+        let r = RingBuffer::new(1 << 20);
+        assert_eq!(r.capacity(), 0);
+        assert!(core::mem::size_of::<RingBuffer>() <= 56);
+    }
+
+    #[test]
+    fn grows_across_wrap_and_releases() {
+        let mut r = RingBuffer::new(1 << 16);
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert_eq!(r.push(&data[..3000]), 3000);
+        assert_eq!(r.consume(2500), 2500);
+        assert_eq!(r.push(&data[3000..]), 2000); // wraps in 4 KiB
+        assert_eq!(r.push(&data[..4000]), 4000); // grows across the wrap
+        let mut out = vec![0u8; r.len()];
+        assert_eq!(r.read_at(0, &mut out), 6500);
+        assert_eq!(&out[..500], &data[2500..3000]);
+        assert_eq!(&out[500..2500], &data[3000..5000]);
+        assert_eq!(&out[2500..], &data[..4000]);
+        r.consume(usize::MAX);
+        r.release();
+        assert_eq!(r.capacity(), 0);
+    }
+
+    #[test]
+    fn limit_is_hard() {
+        let mut r = RingBuffer::new(10);
+        assert_eq!(r.push(&[1; 7]), 7);
+        assert_eq!(r.push(&[2; 7]), 3);
+        assert_eq!(r.write_unallocated(0, &[3; 4]), 0);
+    }
+
+    #[test]
+    fn out_of_order_writes_become_readable() {
+        let mut r = RingBuffer::new(100);
+        r.push(b"ab");
+        assert_eq!(r.write_unallocated(3, b"fgh"), 3);
+        assert_eq!(r.as_slices().0, b"ab");
+        assert_eq!(r.write_unallocated(0, b"cde"), 3);
+        assert_eq!(r.enqueue_unallocated(6), 6);
+        let (a, b) = r.as_slices();
+        assert_eq!([a, b].concat(), b"abcdefgh");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(Vec<u8>),
+        Consume(usize),
+        Ooo(usize, Vec<u8>),
+        Release,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Op::Push),
+            (0..5000usize).prop_map(Op::Consume),
+            (0..2000usize, proptest::collection::vec(any::<u8>(), 0..2000)).prop_map(|(o, d)| Op::Ooo(o, d)),
+            Just(Op::Release),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_deque(ops in proptest::collection::vec(op(), 0..60)) {
+            let limit = 10_000;
+            let mut r = RingBuffer::new(limit);
+            let mut model: VecDeque<u8> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Push(d) => {
+                        r.discard_unallocated();
+                        let n = r.push(&d);
+                        prop_assert_eq!(n, d.len().min(limit - model.len()));
+                        model.extend(&d[..n]);
+                    }
+                    Op::Consume(n) => {
+                        let got = r.consume(n);
+                        prop_assert_eq!(got, n.min(model.len()));
+                        model.drain(..got);
+                    }
+                    Op::Ooo(off, d) => {
+                        r.discard_unallocated();
+                        // Write out of order, then fill the gap, then enqueue all.
+                        let w = r.write_unallocated(off, &d);
+                        let gap: Vec<u8> = (0..off).map(|i| i as u8).collect();
+                        let g = r.write_unallocated(0, &gap);
+                        if g == off && w == d.len() {
+                            prop_assert_eq!(r.enqueue_unallocated(off + w), off + w);
+                            model.extend(&gap);
+                            model.extend(&d);
+                        }
+                        r.discard_unallocated();
+                    }
+                    Op::Release => r.release(),
+                }
+                let (a, b) = r.as_slices();
+                let got: Vec<u8> = a.iter().chain(b).copied().collect();
+                let want: Vec<u8> = model.iter().copied().collect();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}

@@ -16,10 +16,19 @@
 //! property round trip (`Repr` → emit → parse → same `Repr`) and a
 //! cross-check against the independent `etherparse` parser (`tests/wire_*`).
 
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
 pub mod tcp;
 
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+pub use icmp::{IcmpEchoKind, IcmpEchoRepr, IcmpPacket};
+pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use std::net::Ipv4Addr;
-pub use tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpRepr, TcpTimestamp};
+pub use tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
 
 /// The one error of the wire layer: the bytes are not a valid packet.
 ///

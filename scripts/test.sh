@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# xdptcp's test command (what CI runs): installs what it needs, then runs
+#   1. a short fuzz smoke over every wire parser (FUZZ_SECONDS each, default 10);
+#   2. every cargo test of the workspace, the full simulated-network matrix included.
+# Usage: scripts/test.sh [--no-fuzz]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+fuzz=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-fuzz) fuzz=0 ;;
+        *) echo "usage: $0 [--no-fuzz]" >&2; exit 2 ;;
+    esac
+done
+
+deps_apt tcpdump
+
+if [ "$fuzz" = 1 ] && [ -d fuzz ]; then
+    deps_cargo_fuzz
+    secs=${FUZZ_SECONDS:-10}
+    for target in $(cd fuzz && cargo +nightly fuzz list); do
+        echo "== fuzz smoke: $target (${secs}s)"
+        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -print_final_stats=0 2>&1 | tail -n 2)
+    done
+fi
+
+echo "== cargo test"
+cargo test --workspace --all-targets 2>&1

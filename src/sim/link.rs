@@ -1,0 +1,295 @@
+//! A one-directional link: serialization at a bandwidth behind a tail-drop
+//! queue, then propagation delay with jitter, and seeded faults: loss,
+//! reordering, duplication and bit corruption.
+//!
+//! Every frame costs the same fixed number of random draws, whatever happens
+//! to it, so a run replays exactly for a seed even if configurations differ
+//! only in probabilities.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::rng::Rng;
+use crate::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// One-way propagation delay.
+    pub latency: Duration,
+    /// Extra uniform delay in [0, jitter]; never reorders by itself.
+    pub jitter: Duration,
+    /// Serialization rate; `None` is infinitely fast.
+    pub bandwidth_bps: Option<u64>,
+    /// Tail-drop limit on bytes waiting to be serialized.
+    pub queue_bytes: usize,
+    pub loss: f64,
+    /// Probability a frame is held back by `reorder_delay`, letting later frames pass.
+    pub reorder: f64,
+    pub reorder_delay: Duration,
+    pub duplicate: f64,
+    /// Probability one random bit of the frame is flipped.
+    pub corrupt: f64,
+    /// Larger frames are dropped (and counted).
+    pub mtu: usize,
+}
+
+impl LinkConfig {
+    /// A perfect link with the given one-way latency.
+    pub fn ideal(latency: Duration) -> LinkConfig {
+        LinkConfig {
+            latency,
+            jitter: Duration::ZERO,
+            bandwidth_bps: None,
+            queue_bytes: usize::MAX,
+            loss: 0.0,
+            reorder: 0.0,
+            reorder_delay: latency,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            mtu: 1514,
+        }
+    }
+    pub fn with_loss(mut self, p: f64) -> Self {
+        self.loss = p;
+        self
+    }
+    pub fn with_reorder(mut self, p: f64, delay: Duration) -> Self {
+        self.reorder = p;
+        self.reorder_delay = delay;
+        self
+    }
+    pub fn with_duplicate(mut self, p: f64) -> Self {
+        self.duplicate = p;
+        self
+    }
+    pub fn with_corrupt(mut self, p: f64) -> Self {
+        self.corrupt = p;
+        self
+    }
+    pub fn with_bandwidth(mut self, bps: u64, queue_bytes: usize) -> Self {
+        self.bandwidth_bps = Some(bps);
+        self.queue_bytes = queue_bytes;
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub bytes_delivered: u64,
+    pub lost: u64,
+    pub queue_dropped: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+    pub reordered: u64,
+    pub oversize: u64,
+}
+
+pub struct Link {
+    config: LinkConfig,
+    rng: Rng,
+    /// (delivery time, order) → frame.
+    queue: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    order: u64,
+    /// When the transmitter finishes the frames already accepted.
+    busy_until: Instant,
+    /// Latest in-order delivery time, so jitter keeps FIFO order.
+    last_delivery: Instant,
+    stats: LinkStats,
+}
+
+impl Link {
+    pub fn new(config: LinkConfig, seed: u64) -> Link {
+        Link {
+            config,
+            rng: Rng::new(seed),
+            queue: BinaryHeap::new(),
+            order: 0,
+            busy_until: Instant::ZERO,
+            last_delivery: Instant::ZERO,
+            stats: LinkStats::default(),
+        }
+    }
+
+    pub fn config_mut(&mut self) -> &mut LinkConfig {
+        &mut self.config
+    }
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn serialization(&self, bytes: usize) -> Duration {
+        match self.config.bandwidth_bps {
+            Some(bps) if bps > 0 => Duration::from_nanos((bytes as u64 * 8).saturating_mul(1_000_000_000) / bps),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Offers a frame to the link at `now`.
+    pub fn send(&mut self, now: Instant, mut frame: Vec<u8>) {
+        self.stats.sent += 1;
+        // Fixed draws per frame: loss, corrupt (+ position), dup, reorder, jitter.
+        let lost = self.rng.gen_bool(self.config.loss);
+        let corrupt = self.rng.gen_bool(self.config.corrupt);
+        let bit = self.rng.next_u64();
+        let dup = self.rng.gen_bool(self.config.duplicate);
+        let reorder = self.rng.gen_bool(self.config.reorder);
+        let jitter_draw = self.rng.next_u64();
+
+        if frame.len() > self.config.mtu {
+            self.stats.oversize += 1;
+            return;
+        }
+        // The queue holds what the transmitter has not finished yet.
+        let backlog = self.busy_until.saturating_duration_since(now);
+        let queued_bytes = match self.config.bandwidth_bps {
+            Some(bps) if bps > 0 => (backlog.as_nanos() as u64).saturating_mul(bps) / 8_000_000_000,
+            _ => 0,
+        } as usize;
+        if queued_bytes.saturating_add(frame.len()) > self.config.queue_bytes {
+            self.stats.queue_dropped += 1;
+            return;
+        }
+        let start = self.busy_until.max(now);
+        let done = start + self.serialization(frame.len());
+        self.busy_until = done;
+        if lost {
+            self.stats.lost += 1;
+            return;
+        }
+        if corrupt && !frame.is_empty() {
+            let pos = (bit % (frame.len() as u64 * 8)) as usize;
+            frame[pos / 8] ^= 1 << (pos % 8);
+            self.stats.corrupted += 1;
+        }
+        let jitter_ns = self.config.jitter.as_nanos() as u64;
+        let jitter = if jitter_ns > 0 { Duration::from_nanos(jitter_draw % (jitter_ns + 1)) } else { Duration::ZERO };
+        let mut at = done + self.config.latency + jitter;
+        if reorder {
+            at += self.config.reorder_delay;
+            self.stats.reordered += 1;
+        } else {
+            at = at.max(self.last_delivery);
+            self.last_delivery = at;
+        }
+        if dup {
+            self.stats.duplicated += 1;
+            self.push(at, frame.clone());
+        }
+        self.push(at, frame);
+    }
+
+    fn push(&mut self, at: Instant, frame: Vec<u8>) {
+        self.order += 1;
+        self.queue.push(Reverse((at, self.order, frame)));
+    }
+
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.queue.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The next frame due at or before `now`.
+    pub fn recv(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.next_delivery()? > now {
+            return None;
+        }
+        let Reverse((_, _, frame)) = self.queue.pop()?;
+        self.stats.delivered += 1;
+        self.stats.bytes_delivered += frame.len() as u64;
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(link: &mut Link) -> Vec<(Instant, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(t) = link.next_delivery() {
+            let f = link.recv(t).unwrap();
+            out.push((t, f));
+        }
+        out
+    }
+
+    fn frames(link: &mut Link, n: u32, gap: Duration) {
+        let mut now = Instant::ZERO;
+        for i in 0..n {
+            link.send(now, i.to_be_bytes().repeat(25));
+            now += gap;
+        }
+    }
+
+    #[test]
+    fn replays_exactly_for_a_seed() {
+        let cfg = LinkConfig::ideal(Duration::from_millis(1)).with_loss(0.1).with_reorder(0.1, Duration::from_millis(2)).with_duplicate(0.1);
+        let mut a = Link::new(cfg.clone(), 5);
+        let mut b = Link::new(cfg, 5);
+        frames(&mut a, 1000, Duration::from_micros(100));
+        frames(&mut b, 1000, Duration::from_micros(100));
+        assert_eq!(drain(&mut a), drain(&mut b));
+    }
+
+    #[test]
+    fn loss_rate() {
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_loss(0.05), 1);
+        frames(&mut l, 100_000, Duration::from_micros(1));
+        let lost = l.stats().lost;
+        assert!((4_500..5_500).contains(&lost), "{lost}");
+        assert_eq!(drain(&mut l).len() as u64, 100_000 - lost);
+    }
+
+    #[test]
+    fn reordering_only_when_asked() {
+        let id = |f: &Vec<u8>| u32::from_be_bytes(f[..4].try_into().unwrap());
+        let mut calm = LinkConfig::ideal(Duration::from_millis(1));
+        calm.jitter = Duration::from_millis(5);
+        let mut l = Link::new(calm, 2);
+        frames(&mut l, 1000, Duration::from_micros(10));
+        let ids: Vec<u32> = drain(&mut l).iter().map(|(_, f)| id(f)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "jitter alone must not reorder");
+
+        let mut l = Link::new(LinkConfig::ideal(Duration::from_millis(1)).with_reorder(0.1, Duration::from_millis(1)), 2);
+        frames(&mut l, 1000, Duration::from_micros(10));
+        let ids: Vec<u32> = drain(&mut l).iter().map(|(_, f)| id(f)).collect();
+        assert!(ids.windows(2).any(|w| w[0] > w[1]), "reordering happens");
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn duplication_and_corruption() {
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_duplicate(0.5), 3);
+        frames(&mut l, 1000, Duration::from_micros(1));
+        assert_eq!(drain(&mut l).len() as u64, 1000 + l.stats().duplicated);
+        assert!(l.stats().duplicated > 400);
+
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_corrupt(1.0), 4);
+        let frame = vec![0u8; 100];
+        l.send(Instant::ZERO, frame.clone());
+        let got = l.recv(Instant::ZERO).unwrap();
+        let flipped: u32 = got.iter().zip(&frame).map(|(a, b)| (a ^ b).count_ones()).sum();
+        assert_eq!(flipped, 1, "exactly one bit");
+    }
+
+    #[test]
+    fn bandwidth_and_queue() {
+        // 1000 frames of 1500 B at 12 Mbit/s: 1 ms each, 1 s in all.
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_bandwidth(12_000_000, usize::MAX), 5);
+        for _ in 0..1000 {
+            l.send(Instant::ZERO, vec![0u8; 1500]);
+        }
+        let out = drain(&mut l);
+        assert_eq!(out.last().unwrap().0, Instant::from_secs(1));
+        // A 15 KB queue holds ten frames; the rest of a burst is dropped.
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_bandwidth(12_000_000, 15_000), 5);
+        for _ in 0..100 {
+            l.send(Instant::ZERO, vec![0u8; 1500]);
+        }
+        assert_eq!(l.stats().queue_dropped, 90);
+    }
+}

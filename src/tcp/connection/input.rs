@@ -1,0 +1,537 @@
+//! Segment arrival: RFC 9293 §3.10.7, with RFC 5961, RFC 7323, RFC 2018,
+//! RFC 6675 and RFC 6582 folded in at the points where they apply.
+
+use super::*;
+use crate::time::Duration;
+
+/// RFC 7323 §5.5: TS.Recent older than 24 days is no longer trusted for PAWS.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// RFC 5681 §3.2 / RFC 6675 §2: DupThresh.
+const DUP_THRESH: u8 = 3;
+
+impl Connection {
+    /// Processes one arriving segment, copying its in-order payload into the
+    /// receive buffer.
+    pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let direct = self.handle_segment_direct(now, seg);
+        if !direct.is_empty() {
+            self.complete_direct(direct);
+        }
+    }
+
+    /// Processes one arriving segment. Returns the in-order payload that the
+    /// application may read in place (empty if none). The caller must pass
+    /// back whatever the application did not consume through
+    /// [`Connection::complete_direct`] before making any other call.
+    pub fn handle_segment_direct<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
+        debug_assert!(self.flags & F_DIRECT_PENDING == 0, "complete_direct was not called");
+        self.flags &= !F_DIRECT_PENDING;
+        self.stats.segs_in = self.stats.segs_in.wrapping_add(1);
+        match self.state {
+            State::Closed | State::Listen => &[],
+            State::SynSent => {
+                self.handle_syn_sent(now, seg);
+                &[]
+            }
+            _ => self.handle_synchronizing(now, seg),
+        }
+    }
+
+    /// Returns the part of a direct payload the application did not consume;
+    /// it is copied into the receive buffer (it always fits: it was inside
+    /// the window we advertised).
+    pub fn complete_direct(&mut self, unconsumed: &[u8]) {
+        if self.flags & F_DIRECT_PENDING == 0 {
+            return;
+        }
+        self.flags &= !F_DIRECT_PENDING;
+        if !unconsumed.is_empty() {
+            let n = self.rx.push(unconsumed);
+            debug_assert_eq!(n, unconsumed.len(), "direct payload exceeded the window");
+            self.events |= EV_READABLE;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: SYN-SENT.
+    fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let flags = seg.flags;
+        // First: the ACK must cover our SYN and nothing we never sent.
+        if flags.ack() && (seg.ack <= self.iss || seg.ack > self.snd_max) {
+            return;
+        }
+        // Second: a RST is only believed with an acceptable ACK.
+        if flags.rst() {
+            if flags.ack() {
+                self.enter_closed(CloseReason::Refused);
+            }
+            return;
+        }
+        if !flags.syn() {
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.last_rx = now;
+        self.take_syn_options(seg, now);
+        // RFC 7323 §2.2: the window of a SYN segment is never scaled.
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        if flags.ack() {
+            self.take_ack_of_syn(now, seg.ack);
+            self.state = State::Established;
+            self.events |= EV_CONNECTED;
+            self.flags |= F_ACK_NOW;
+            self.arm_keepalive(now);
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 8): answer with SYN-ACK
+            // carrying our original ISS.
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+    }
+
+    /// Our SYN was acknowledged.
+    fn take_ack_of_syn(&mut self, now: Instant, ack: SeqNumber) {
+        if self.flags & F_TIMED != 0 && self.retries == 0 {
+            self.rtt.on_sample(now - self.rtt_sent_at);
+        }
+        self.flags &= !F_TIMED;
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        self.high_rxt = ack;
+        self.recover = ack;
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        self.timers.clear(Timer::Retransmit);
+        if self.snd_max > self.snd_una {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+    }
+
+    fn challenge_ack(&mut self, now: Instant) {
+        // RFC 5961 §7: rate-limit challenge ACKs.
+        if now - self.challenge_window >= Duration::from_secs(1) {
+            self.challenge_window = now;
+            self.challenge_count = 0;
+        }
+        if u32::from(self.challenge_count) < self.config.challenge_ack_limit {
+            self.challenge_count = self.challenge_count.saturating_add(1);
+            self.stats.challenge_acks = self.stats.challenge_acks.wrapping_add(1);
+            self.flags |= F_ACK_NOW;
+        }
+    }
+
+    /// The receive window we promised: segments inside it are acceptable.
+    fn rcv_wnd(&self) -> usize {
+        self.rcv_adv - self.rcv_nxt
+    }
+
+    /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and every synchronized state.
+    fn handle_synchronizing<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
+        let flags = seg.flags;
+
+        if self.state == State::TimeWait {
+            // RFC 1337: RSTs are ignored in TIME_WAIT (TIME-WAIT assassination).
+            if flags.rst() {
+                return &[];
+            }
+            // The only legitimate arrival is a retransmitted FIN: ACK it and
+            // restart the 2×MSL timer. Anything else gets an ACK too.
+            if flags.fin() {
+                self.timers.set(Timer::Close, now + 2 * self.config.msl);
+            }
+            self.flags |= F_ACK_NOW;
+            return &[];
+        }
+
+        if self.state == State::SynReceived && flags.syn() && !flags.ack() && seg.seq == self.irs {
+            // The peer did not get our SYN-ACK and resent its SYN: resend ours.
+            self.snd_nxt = self.iss;
+            return &[];
+        }
+
+        // RFC 7323 §5.3 R1: PAWS. RSTs are exempt (§5.3 and RFC 5961).
+        if self.flags & F_TS_OK != 0 && !flags.rst() {
+            if let Some(ts) = seg.options.timestamp {
+                let older = (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0;
+                if older && now - self.ts_recent_age < PAWS_IDLE {
+                    self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+                    self.flags |= F_ACK_NOW;
+                    return &[];
+                }
+            }
+        }
+
+        // First check: sequence number acceptability (RFC 9293 §3.10.7.4 table).
+        let seg_len = seg.segment_len();
+        let wnd = self.rcv_wnd();
+        let in_window = |seq: SeqNumber| seq >= self.rcv_nxt && seq < self.rcv_nxt + wnd;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => in_window(seg.seq),
+            (_, 0) => false,
+            (_, _) => in_window(seg.seq) || in_window(seg.seq + (seg_len - 1)),
+        };
+
+        // Second check: RST, per RFC 5961 §3.2.
+        if flags.rst() {
+            if seg.seq == self.rcv_nxt {
+                self.enter_closed(CloseReason::Reset);
+            } else if acceptable || in_window(seg.seq) {
+                self.challenge_ack(now);
+            }
+            return &[];
+        }
+
+        if !acceptable {
+            // Out of window (or a pure duplicate): ACK and drop.
+            if seg.seq + seg_len <= self.rcv_nxt && seg_len > 0 {
+                self.stats.dup_segments = self.stats.dup_segments.wrapping_add(1);
+            } else {
+                self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+            }
+            self.flags |= F_ACK_NOW;
+            return &[];
+        }
+
+        // Fourth check: a SYN in a synchronized state gets a challenge ACK
+        // (RFC 5961 §4.2), whatever its sequence number.
+        if flags.syn() {
+            self.challenge_ack(now);
+            return &[];
+        }
+
+        // Fifth check: the ACK field.
+        if !flags.ack() {
+            return &[];
+        }
+
+        // RFC 7323 §4.3: TS.Recent follows the segment that covers Last.ACK.sent.
+        if let (true, Some(ts)) = (self.flags & F_TS_OK != 0, seg.options.timestamp) {
+            if seg.seq <= self.last_ack_sent && (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = ts.tsval;
+                self.ts_recent_age = now;
+            }
+        }
+        self.last_rx = now;
+        self.probes = 0;
+
+        if self.state == State::SynReceived {
+            if seg.ack > self.snd_una && seg.ack <= self.snd_max {
+                self.take_ack_of_syn(now, seg.ack);
+                self.state = if self.flags & F_FIN_QUEUED != 0 { State::FinWait1 } else { State::Established };
+                self.events |= EV_CONNECTED;
+                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.arm_keepalive(now);
+            } else {
+                // Not an ACK of our SYN-ACK: drop it (a RST would be allowed;
+                // RFC 5961's more conservative ACK is used).
+                self.challenge_ack(now);
+                return &[];
+            }
+        }
+
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA − MAX.SND.WND, SND.NXT].
+        if seg.ack > self.snd_max || seg.ack < self.snd_una - self.max_snd_wnd as usize {
+            self.challenge_ack(now);
+            return &[];
+        }
+        self.process_ack(now, seg);
+        if self.state == State::Closed {
+            return &[];
+        }
+
+        // Seventh: segment text.
+        let mut direct: &'p [u8] = &[];
+        let mut seq = seg.seq;
+        let mut payload = seg.payload;
+        if !payload.is_empty() {
+            if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+                if self.flags & F_APP_CLOSED != 0 {
+                    // The application closed: nobody will read this. Reset, as
+                    // Linux does for data to an orphaned socket.
+                    self.flags |= F_SEND_RST;
+                    self.enter_closed(CloseReason::Aborted);
+                    return &[];
+                }
+                // Trim what we already have (RFC 9293 §3.10.7.4: duplicates trimmed).
+                if seq < self.rcv_nxt {
+                    let dup = (self.rcv_nxt - seq).min(payload.len());
+                    payload = &payload[dup..];
+                    seq = seq + dup;
+                }
+                // Trim what lies beyond the window.
+                let room = (self.rcv_nxt + wnd) - seq;
+                if payload.len() > room {
+                    payload = &payload[..room];
+                }
+                direct = self.take_text(now, seq, payload);
+            } else {
+                self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+            }
+        }
+
+        // Eighth: FIN. It takes effect only once everything before it arrived.
+        if flags.fin() {
+            let fin_at = seg.seq + seg.payload.len();
+            if fin_at <= self.rcv_nxt + wnd {
+                self.fin_seq = fin_at;
+                self.flags |= F_FIN_RECEIVED;
+            }
+        }
+        self.maybe_take_fin(now);
+        direct
+    }
+
+    /// RFC 9293 §3.10.7.4 fifth check, ESTABLISHED and later: SND.UNA,
+    /// window, RTT, congestion control and loss recovery.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let ack = seg.ack;
+        let flight_before = self.snd_max - self.snd_una;
+        let mut newly_sacked = 0;
+        if self.flags & F_SACK_OK != 0 && !seg.options.sack_blocks.is_empty() {
+            newly_sacked = self.sacks.update(self.snd_una, self.snd_max, seg.options.sack_blocks.as_slice());
+        }
+
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
+        let window = u32::from(seg.window) << self.snd_wscale;
+        let window_changed = window != self.snd_wnd;
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if was_zero && window > 0 {
+                self.timers.clear(Timer::Persist);
+                self.probes = 0;
+            }
+        }
+
+        if ack > self.snd_una {
+            self.on_new_ack(now, ack, flight_before);
+        } else if ack == self.snd_una && flight_before > 0 {
+            // RFC 5681 §2 duplicate ACK; RFC 6675 §2 also counts an ACK that
+            // SACKs new data.
+            let classic = seg.payload.is_empty() && !seg.flags.fin() && !window_changed;
+            if classic || newly_sacked > 0 {
+                self.on_duplicate_ack(now, flight_before);
+            }
+        }
+
+        // Our FIN acknowledged?
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    if self.flags & F_APP_CLOSED != 0 {
+                        self.timers.set(Timer::Close, now + self.config.fin_timeout);
+                    }
+                }
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => self.enter_closed(CloseReason::Normal),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn tx_end(&self) -> SeqNumber {
+        self.tx_seq + self.tx.len()
+    }
+
+    /// True once the peer acknowledged our FIN.
+    pub(super) fn fin_acked(&self) -> bool {
+        self.flags & F_FIN_QUEUED != 0 && self.snd_una == self.tx_end() + 1
+    }
+
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, flight_before: usize) {
+        let acked = ack - self.snd_una;
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        if self.high_rxt < ack {
+            self.high_rxt = ack;
+        }
+        // Release acknowledged data from the send buffer.
+        if ack > self.tx_seq {
+            let n = (ack - self.tx_seq).min(self.tx.len());
+            self.tx.consume(n);
+            self.tx_seq += n;
+            self.stats.bytes_acked += n as u64;
+            if self.tx.is_empty() {
+                self.tx.release();
+            }
+            if self.flags & F_WANT_WRITABLE != 0 && self.can_send() {
+                self.flags &= !F_WANT_WRITABLE;
+                self.events |= EV_WRITABLE;
+            }
+        }
+        self.sacks.advance(ack);
+
+        // RFC 6298 §3 with Karn's rule: time one segment per flight, never a
+        // retransmitted one (F_TIMED is cleared whenever we retransmit).
+        if self.flags & F_TIMED != 0 && ack > self.rtt_seq {
+            self.flags &= !F_TIMED;
+            self.rtt.on_sample(now - self.rtt_sent_at);
+        }
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        // RFC 6298 §5.2 and §5.3.
+        if self.snd_una == self.snd_max {
+            self.timers.clear(Timer::Retransmit);
+        } else {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+
+        let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+        let cwnd_limited = self.flags & F_CWND_LIMITED != 0;
+        match self.recovery {
+            Recovery::None => {
+                self.cc.on_ack(now, acked, srtt, cwnd_limited);
+                self.dupacks = 0;
+            }
+            Recovery::Fast => {
+                if ack >= self.recover {
+                    // RFC 6582 §3.2 step 3: full acknowledgement ends recovery.
+                    self.recovery = Recovery::None;
+                    self.dupacks = 0;
+                    self.cc.on_recovery_exit(now, self.snd_max - self.snd_una);
+                } else if self.flags & F_SACK_OK == 0 {
+                    // RFC 6582 §3.2 step 4: a partial ACK means the next segment
+                    // was lost too: retransmit it at once.
+                    self.flags |= F_RXT_UNA;
+                    self.dupacks = 0;
+                }
+            }
+            Recovery::Timeout => {
+                // Slow start goes on while the lost window is resent.
+                self.cc.on_ack(now, acked, srtt, true);
+                if ack >= self.recover {
+                    self.recovery = Recovery::None;
+                    self.dupacks = 0;
+                }
+            }
+        }
+        self.flags &= !F_CWND_LIMITED;
+        let _ = flight_before;
+    }
+
+    fn on_duplicate_ack(&mut self, now: Instant, flight: usize) {
+        self.dupacks = self.dupacks.saturating_add(1);
+        if self.recovery != Recovery::None {
+            return;
+        }
+        // RFC 6675 §5: enter recovery on DupThresh duplicates, or as soon as
+        // the scoreboard says the first segment is lost.
+        let sack_says_lost = self.flags & F_SACK_OK != 0 && self.sacks.is_lost(self.snd_una, usize::from(self.smss));
+        if self.dupacks < DUP_THRESH && !sack_says_lost {
+            return;
+        }
+        // RFC 6582 §3.2 step 2: no new recovery until the previous one's
+        // data is acknowledged (avoids multiple reductions per window).
+        if self.snd_una < self.recover {
+            return;
+        }
+        self.recovery = Recovery::Fast;
+        self.recover = self.snd_max;
+        self.high_rxt = self.snd_una;
+        self.flags |= F_RXT_UNA;
+        self.flags &= !F_TIMED;
+        self.cc.on_congestion_event(now, flight);
+    }
+
+    /// Stores in-window text that starts at `seq` (≥ RCV.NXT).
+    fn take_text<'p>(&mut self, now: Instant, seq: SeqNumber, payload: &'p [u8]) -> &'p [u8] {
+        if payload.is_empty() {
+            return &[];
+        }
+        let offset = seq - self.rcv_nxt;
+        self.stats.bytes_received += payload.len() as u64;
+        if offset > 0 {
+            // Out of order: keep it in the reassembly area (bounded by the
+            // window and by the assembler's range count) and ACK at once,
+            // with SACK (RFC 5681 §4.2, RFC 2018 §4).
+            let written = self.rx.write_unallocated(offset, payload);
+            if written == 0 || self.ooo.add(offset, written).is_err() {
+                self.stats.ooo_dropped = self.stats.ooo_dropped.wrapping_add(1);
+            } else {
+                self.last_ooo = Some((offset as u32, written as u32));
+            }
+            self.flags |= F_ACK_NOW;
+            return &[];
+        }
+
+        let filled_gap = !self.ooo.is_empty();
+        if self.rx.is_empty() && !filled_gap {
+            // Zero-copy: the application reads straight from the frame.
+            self.rcv_nxt += payload.len();
+            self.flags |= F_DIRECT_PENDING;
+            self.delay_ack(now, payload.len());
+            return payload;
+        }
+
+        let written = self.rx.write_unallocated(0, payload);
+        let mut contiguous = written;
+        if filled_gap {
+            // The in-order bytes may join ranges that were waiting.
+            let _ = self.ooo.add(0, written);
+            contiguous = self.ooo.remove_front();
+            if self.ooo.is_empty() {
+                self.ooo.shrink();
+                self.last_ooo = None;
+            } else if let Some((off, len)) = self.last_ooo {
+                self.last_ooo = (off as usize >= contiguous).then(|| (off - contiguous as u32, len));
+            }
+            // RFC 5681 §4.2: ACK at once when a segment fills a gap.
+            self.flags |= F_ACK_NOW;
+        }
+        self.rx.enqueue_unallocated(contiguous);
+        self.rcv_nxt += contiguous;
+        self.events |= EV_READABLE;
+        self.delay_ack(now, written);
+        &[]
+    }
+
+    /// RFC 5681 §4.2 / RFC 1122 §4.2.3.2: ACK at least every second
+    /// full-sized segment, otherwise within the delayed-ACK timeout.
+    fn delay_ack(&mut self, now: Instant, len: usize) {
+        self.unacked_segs = self.unacked_segs.saturating_add(len as u32);
+        if self.unacked_segs as usize >= 2 * usize::from(self.smss).max(1) {
+            self.flags |= F_ACK_NOW;
+        } else if !self.timers.is_set(Timer::DelayedAck) {
+            self.timers.set(Timer::DelayedAck, now + self.config.delayed_ack);
+        }
+    }
+
+    /// Processes a FIN once RCV.NXT reaches it (RFC 9293 §3.10.7.4 eighth check).
+    fn maybe_take_fin(&mut self, now: Instant) {
+        if self.flags & F_FIN_RECEIVED == 0 || self.fin_seq != self.rcv_nxt {
+            return;
+        }
+        self.flags &= !F_FIN_RECEIVED;
+        self.rcv_nxt += 1;
+        self.flags |= F_ACK_NOW;
+        self.events |= EV_PEER_CLOSED;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! One TCP connection: the transmission control block and its state machine.
+//!
+//! # Driving a connection
+//! Inputs are `handle_*` calls; outputs are `poll_*` calls, made in this order
+//! after any batch of inputs:
+//! 1. [`Connection::poll_transmit`] until it returns `None`, each call writing
+//!    one TCP segment (header and payload, checksummed) into a buffer the
+//!    caller owns;
+//! 2. [`Connection::poll_timeout`] for the next deadline, to be fed back as
+//!    [`Connection::handle_timeout`];
+//! 3. [`Connection::poll_event`] until it returns `None`.
+//!
+//! Inputs only record what must be sent; nothing is emitted until
+//! `poll_transmit`. A caller that feeds a whole batch of segments before
+//! polling therefore gets one coalesced ACK for the batch.
+//!
+//! # Receiving without a copy
+//! [`Connection::handle_segment`] copies in-order payload into the receive
+//! buffer. [`Connection::handle_segment_direct`] instead returns the in-order
+//! part of the payload when nothing is buffered ahead of it, so the caller can
+//! hand it to the application in place; the caller must then return whatever
+//! the application did not consume through [`Connection::complete_direct`],
+//! before any other call on this connection.
+//!
+//! # Invariants
+//! - `snd_una <= snd_nxt <= snd_max`; `tx` holds the bytes from `tx_seq` on.
+//! - The receive buffer holds the bytes from `rcv_nxt - rx.len()`; out-of-order
+//!   data sits beyond them in the same buffer, tracked by `ooo`.
+//! - No input from the peer can make this code panic: it counts and drops.
+
+mod input;
+mod output;
+mod timers;
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+use crate::tcp::assembler::Assembler;
+use crate::tcp::congestion::{AnyController, Controller};
+use crate::tcp::ring::RingBuffer;
+use crate::tcp::rtt::RttEstimator;
+use crate::tcp::scoreboard::Scoreboard;
+use crate::tcp::Config;
+use crate::time::Instant;
+use crate::wire::{SeqNumber, TcpRepr};
+
+pub use timers::Timer;
+use timers::Timers;
+
+/// The RFC 9293 §3.3.2 states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// Names as `ss -tan` prints them.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECV",
+            State::Established => "ESTAB",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+
+    /// RFC 9293: the states after the handshake completed.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+    }
+}
+
+/// Why a connection reached CLOSED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both FINs exchanged and acknowledged (or TIME_WAIT expired).
+    Normal,
+    /// The peer reset the connection.
+    Reset,
+    /// The peer refused the connection (RST in reply to our SYN).
+    Refused,
+    /// Retransmissions, SYN retries or keepalive probes were exhausted; we sent a RST.
+    TimedOut,
+    /// The application aborted (or closed with unread data); we sent a RST.
+    Aborted,
+}
+
+/// What the application learns from a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// Received data is waiting in the receive buffer.
+    Readable,
+    /// Send-buffer space freed after a `send` was cut short.
+    Writable,
+    /// The peer sent FIN: no more data will arrive.
+    PeerClosed,
+    /// The connection is finished; no further events follow.
+    Closed(CloseReason),
+}
+
+/// Errors of the application calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the connection is not open for sending")]
+    InvalidState,
+}
+
+/// Which direction `shutdown` closes. Only the write side sends anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    Write,
+}
+
+/// Loss recovery phase (RFC 6675 / RFC 6582 / RFC 6298 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    None,
+    /// Fast recovery until `recover` (HighData at entry) is acknowledged.
+    Fast,
+    /// After a retransmission timeout: everything un-SACKed below `recover` is lost.
+    Timeout,
+}
+
+// Pending event bits.
+const EV_CONNECTED: u8 = 1;
+const EV_READABLE: u8 = 2;
+const EV_WRITABLE: u8 = 4;
+const EV_PEER_CLOSED: u8 = 8;
+const EV_CLOSED: u8 = 16;
+
+// Flags.
+const F_FIN_QUEUED: u16 = 1; // the application shut down the write side
+const F_APP_CLOSED: u16 = 2; // close() was called: no reads follow
+const F_ACK_NOW: u16 = 4; // an ACK must go out at the next poll_transmit
+const F_SEND_RST: u16 = 8; // a RST must go out (abort, give-up)
+const F_WANT_WRITABLE: u16 = 16; // a send was cut short
+const F_PROBE: u16 = 32; // a zero-window or keepalive probe is due
+const F_SACK_OK: u16 = 64; // SACK negotiated
+const F_TS_OK: u16 = 128; // timestamps negotiated
+const F_WS_OK: u16 = 256; // window scaling negotiated
+const F_DIRECT_PENDING: u16 = 512; // handle_segment_direct awaits complete_direct
+const F_TIMED: u16 = 1024; // rtt_seq is being timed (Karn)
+const F_FIN_RECEIVED: u16 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
+const F_RXT_UNA: u16 = 4096; // retransmit the segment at SND.UNA next
+const F_CWND_LIMITED: u16 = 8192; // sending was held back by cwnd since the last ACK
+
+/// Counters a connection keeps for `ss -i` and stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    pub segs_in: u32,
+    pub segs_out: u32,
+    pub retransmits: u32,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub out_of_window: u32,
+    pub challenge_acks: u32,
+    pub dup_segments: u32,
+    pub ooo_dropped: u32,
+}
+
+/// A TCP connection (a TCB), RFC 9293 §3.3.1.
+pub struct Connection {
+    config: Arc<Config>,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    flags: u16,
+    events: u8,
+    close_reason: CloseReason,
+    recovery: Recovery,
+    dupacks: u8,
+    snd_wscale: u8,
+    rcv_wscale: u8,
+    retries: u8,
+    probes: u8,
+    challenge_count: u8,
+
+    // Send sequence space (RFC 9293 §3.3.1) plus RFC 6675's HighData/HighRxt.
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    snd_max: SeqNumber,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    high_rxt: SeqNumber,
+    recover: SeqNumber,
+    rtt_seq: SeqNumber,
+    /// Sequence number of `tx[0]`.
+    tx_seq: SeqNumber,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    /// The effective send MSS: the peer's MSS, less our option overhead.
+    smss: u16,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Right edge of the window we last advertised; never moved left.
+    rcv_adv: SeqNumber,
+    /// RCV.NXT carried by the last ACK we sent (RFC 7323 Last.ACK.sent).
+    last_ack_sent: SeqNumber,
+    fin_seq: SeqNumber,
+    /// Full-sized segments received since our last ACK.
+    unacked_segs: u32,
+
+    // Timestamps (RFC 7323).
+    ts_recent: u32,
+    ts_offset: u32,
+    ts_recent_age: Instant,
+    rtt_sent_at: Instant,
+    last_rx: Instant,
+    challenge_window: Instant,
+
+    tx: RingBuffer,
+    rx: RingBuffer,
+    ooo: Assembler,
+    /// The out-of-order range most recently added (offset, len), for SACK's first block.
+    last_ooo: Option<(u32, u32)>,
+    sacks: Scoreboard,
+    rtt: RttEstimator,
+    cc: AnyController,
+    timers: Timers,
+    stats: ConnStats,
+}
+
+impl Connection {
+    fn new(config: Arc<Config>, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber, ts_offset: u32, now: Instant) -> Self {
+        let rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
+        let cc = AnyController::new(config.congestion, usize::from(config.mss), config.initial_window);
+        Connection {
+            tx: RingBuffer::new(config.send_buffer),
+            rx: RingBuffer::new(config.recv_buffer),
+            config,
+            state: State::Closed,
+            local,
+            remote,
+            flags: 0,
+            events: 0,
+            close_reason: CloseReason::Normal,
+            recovery: Recovery::None,
+            dupacks: 0,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            retries: 0,
+            probes: 0,
+            challenge_count: 0,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            high_rxt: iss,
+            recover: iss,
+            rtt_seq: iss,
+            tx_seq: iss + 1,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            smss: 536,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            last_ack_sent: SeqNumber(0),
+            fin_seq: SeqNumber(0),
+            unacked_segs: 0,
+            ts_recent: 0,
+            ts_offset,
+            ts_recent_age: now,
+            rtt_sent_at: now,
+            last_rx: now,
+            challenge_window: now,
+            ooo: Assembler::new(),
+            last_ooo: None,
+            sacks: Scoreboard::new(),
+            rtt,
+            cc,
+            timers: Timers::default(),
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// Active open (RFC 9293 §3.10.1): the SYN goes out at the next `poll_transmit`.
+    ///
+    /// `iss` comes from [`crate::tcp::isn::IsnGenerator`]; `ts_offset` from its
+    /// `ts_offset`, so timestamps don't reveal uptime.
+    pub fn connect(config: Arc<Config>, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber, ts_offset: u32, now: Instant) -> Self {
+        let mut conn = Connection::new(config, local, remote, iss, ts_offset, now);
+        conn.state = State::SynSent;
+        conn.rcv_wscale = if conn.config.window_scaling { conn.config.window_shift() } else { 0 };
+        conn.timers.set(Timer::Retransmit, now + conn.rtt.rto());
+        conn
+    }
+
+    /// Passive open from a SYN that a listener accepted (RFC 9293 §3.10.7.2):
+    /// the connection starts in SYN-RECEIVED and the SYN-ACK goes out at the
+    /// next `poll_transmit`.
+    pub fn accept(config: Arc<Config>, local: SocketAddrV4, remote: SocketAddrV4, syn: &TcpRepr<'_>, iss: SeqNumber, ts_offset: u32, now: Instant) -> Self {
+        let mut conn = Connection::new(config, local, remote, iss, ts_offset, now);
+        conn.state = State::SynReceived;
+        conn.take_syn_options(syn, now);
+        conn.irs = syn.seq;
+        conn.rcv_nxt = syn.seq + 1;
+        conn.rcv_adv = conn.rcv_nxt;
+        conn.snd_wnd = u32::from(syn.window); // a SYN's window is never scaled (RFC 7323 §2.2)
+        conn.max_snd_wnd = conn.snd_wnd;
+        conn.snd_wl1 = syn.seq;
+        conn.timers.set(Timer::Retransmit, now + conn.rtt.rto());
+        conn.stats.segs_in = 1;
+        conn
+    }
+
+    /// A connection rebuilt from a valid SYN cookie (the final ACK of a
+    /// handshake whose SYN we did not keep): it starts ESTABLISHED.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_cookie(
+        config: Arc<Config>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ack: &TcpRepr<'_>,
+        mss: u16,
+        wscale: Option<u8>,
+        sack: bool,
+        ts_offset: u32,
+        now: Instant,
+    ) -> Self {
+        let iss = ack.ack - 1;
+        let mut conn = Connection::new(config, local, remote, iss, ts_offset, now);
+        let syn = TcpRepr {
+            options: crate::wire::TcpOptions {
+                mss: Some(mss),
+                window_scale: wscale,
+                sack_permitted: sack,
+                timestamp: ack.options.timestamp,
+                ..Default::default()
+            },
+            ..*ack
+        };
+        conn.take_syn_options(&syn, now);
+        conn.irs = ack.seq - 1;
+        conn.rcv_nxt = ack.seq;
+        conn.rcv_adv = conn.rcv_nxt;
+        conn.snd_una = iss + 1;
+        conn.snd_nxt = iss + 1;
+        conn.snd_max = iss + 1;
+        conn.high_rxt = conn.snd_una;
+        conn.recover = conn.snd_una;
+        conn.snd_wl1 = ack.seq;
+        conn.snd_wl2 = ack.ack;
+        conn.snd_wnd = u32::from(ack.window) << conn.snd_wscale;
+        conn.max_snd_wnd = conn.snd_wnd;
+        conn.state = State::Established;
+        conn.events |= EV_CONNECTED;
+        conn.arm_keepalive(now);
+        conn
+    }
+
+    /// Records the peer's SYN options and settles ours (RFC 9293 §3.7.1,
+    /// RFC 7323 §2.2 and §3.2, RFC 2018 §2).
+    fn take_syn_options(&mut self, syn: &TcpRepr<'_>, now: Instant) {
+        let opts = &syn.options;
+        let peer_mss = opts.mss.unwrap_or(536); // RFC 9293 §3.7.1 default
+        let mut smss = peer_mss.min(self.config.mss).max(64);
+        if self.config.window_scaling {
+            if let Some(ws) = opts.window_scale {
+                self.flags |= F_WS_OK;
+                self.snd_wscale = ws.min(14);
+                self.rcv_wscale = self.config.window_shift();
+            } else {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        } else {
+            self.rcv_wscale = 0;
+        }
+        if self.config.sack && opts.sack_permitted {
+            self.flags |= F_SACK_OK;
+        }
+        if let (true, Some(ts)) = (self.config.timestamps, opts.timestamp) {
+            self.flags |= F_TS_OK;
+            self.ts_recent = ts.tsval;
+            self.ts_recent_age = now;
+            smss = smss.saturating_sub(12); // RFC 7323 §2.2 timestamps in every segment
+        }
+        self.smss = smss;
+        self.cc.set_mss(usize::from(smss));
+    }
+
+    // ---- accessors -------------------------------------------------------
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+    /// Bytes written by the application and not yet acknowledged (ss's Send-Q).
+    pub fn send_queue(&self) -> usize {
+        self.tx.len()
+    }
+    /// Bytes received in order and not yet read (ss's Recv-Q).
+    pub fn recv_queue(&self) -> usize {
+        self.rx.len()
+    }
+    /// Free space in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        if self.can_send() { self.tx.free() } else { 0 }
+    }
+    pub fn cwnd(&self) -> usize {
+        self.cc.window()
+    }
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+    pub fn mss(&self) -> usize {
+        usize::from(self.smss)
+    }
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+    pub fn in_recovery(&self) -> bool {
+        self.recovery != Recovery::None
+    }
+    pub fn sack_enabled(&self) -> bool {
+        self.flags & F_SACK_OK != 0
+    }
+    pub fn timestamps_enabled(&self) -> bool {
+        self.flags & F_TS_OK != 0
+    }
+    /// The peer's window scale and ours, if scaling was negotiated.
+    pub fn window_scales(&self) -> Option<(u8, u8)> {
+        (self.flags & F_WS_OK != 0).then_some((self.snd_wscale, self.rcv_wscale))
+    }
+    /// The send window the peer last advertised, in bytes.
+    pub fn send_window(&self) -> usize {
+        self.snd_wnd as usize
+    }
+    /// Bytes sent and not yet cumulatively acknowledged.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.snd_max - self.snd_una
+    }
+    /// Why the connection closed; meaningful once the state is CLOSED.
+    pub fn close_reason(&self) -> CloseReason {
+        self.close_reason
+    }
+    /// True once the connection is CLOSED and has nothing left to send.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.flags & F_SEND_RST == 0
+    }
+    /// The receive sequence number expected next (exposed for tests and `ss`).
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.rcv_nxt
+    }
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd_una
+    }
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd_nxt
+    }
+    pub fn iss(&self) -> SeqNumber {
+        self.iss
+    }
+    /// RFC 7323 TS.Recent, used by RFC 6191 TIME_WAIT reuse.
+    pub fn ts_recent(&self) -> Option<u32> {
+        (self.flags & F_TS_OK != 0).then_some(self.ts_recent)
+    }
+
+    // ---- application calls ---------------------------------------------
+
+    fn can_send(&self) -> bool {
+        matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait)
+            && self.flags & F_FIN_QUEUED == 0
+    }
+
+    /// Queues data for sending (copying it); returns how much fit.
+    ///
+    /// Data written before the handshake completes goes out after it.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if !self.can_send() {
+            return Err(SendError::InvalidState);
+        }
+        let n = self.tx.push(data);
+        if n < data.len() {
+            self.flags |= F_WANT_WRITABLE;
+        }
+        Ok(n)
+    }
+
+    /// Received bytes in order, as up to two slices (the buffer wraps).
+    pub fn recv_slices(&self) -> (&[u8], &[u8]) {
+        self.rx.as_slices()
+    }
+
+    /// Marks `n` received bytes as read, opening the window.
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = self.rx.consume(n);
+        if self.rx.is_empty() && self.ooo.is_empty() {
+            self.rx.release();
+        }
+        self.maybe_window_update();
+        n
+    }
+
+    /// Copies received bytes into `buf` and consumes them.
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let (a, b) = self.rx.as_slices();
+        let n1 = a.len().min(buf.len());
+        buf[..n1].copy_from_slice(&a[..n1]);
+        let n2 = b.len().min(buf.len() - n1);
+        buf[n1..n1 + n2].copy_from_slice(&b[..n2]);
+        self.consume(n1 + n2)
+    }
+
+    /// Closes the write side: a FIN follows the queued data (RFC 9293 §3.10.4).
+    pub fn shutdown(&mut self, _how: Shutdown) {
+        match self.state {
+            State::SynSent => {
+                // Nothing was sent beyond our SYN: just give up the attempt.
+                self.enter_closed(CloseReason::Normal);
+            }
+            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED.
+            State::SynReceived => self.flags |= F_FIN_QUEUED,
+            State::Established => {
+                self.flags |= F_FIN_QUEUED;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.flags |= F_FIN_QUEUED;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the connection: no more sends or reads.
+    ///
+    /// With unread data still buffered, this aborts with a RST instead of a
+    /// FIN, so the peer learns its data was not consumed (RFC 2525 §2.17,
+    /// RFC 9293 §3.10.4's "reset" option, as Linux does).
+    pub fn close(&mut self) {
+        if !self.rx.is_empty() || self.flags & F_DIRECT_PENDING != 0 {
+            self.abort();
+            return;
+        }
+        self.flags |= F_APP_CLOSED;
+        self.shutdown(Shutdown::Write);
+        if self.state == State::FinWait2 {
+            self.timers.set(Timer::Close, self.last_rx + self.config.fin_timeout);
+        }
+    }
+
+    /// Aborts with a RST (SO_LINGER with a zero timeout): queued data is
+    /// discarded and the connection is CLOSED at once.
+    pub fn abort(&mut self) {
+        if !matches!(self.state, State::Closed | State::Listen | State::SynSent | State::TimeWait) {
+            self.flags |= F_SEND_RST;
+        }
+        self.enter_closed(CloseReason::Aborted);
+    }
+
+    /// Overrides the stack's keepalive setting for this connection.
+    pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<crate::tcp::config::Keepalive>) {
+        if self.config.keepalive != keepalive {
+            let mut config = (*self.config).clone();
+            config.keepalive = keepalive;
+            self.config = Arc::new(config);
+        }
+        self.arm_keepalive(now);
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let take = |events: &mut u8, bit: u8| {
+            let set = *events & bit != 0;
+            *events &= !bit;
+            set
+        };
+        if take(&mut self.events, EV_CONNECTED) {
+            return Some(Event::Connected);
+        }
+        if take(&mut self.events, EV_READABLE) {
+            if !self.rx.is_empty() {
+                return Some(Event::Readable);
+            }
+        }
+        if take(&mut self.events, EV_WRITABLE) {
+            return Some(Event::Writable);
+        }
+        if take(&mut self.events, EV_PEER_CLOSED) {
+            return Some(Event::PeerClosed);
+        }
+        if take(&mut self.events, EV_CLOSED) {
+            return Some(Event::Closed(self.close_reason));
+        }
+        None
+    }
+
+    fn enter_closed(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.close_reason = reason;
+        self.events |= EV_CLOSED;
+        self.timers.clear_all();
+        self.tx = RingBuffer::new(0);
+        self.rx = RingBuffer::new(0);
+        self.ooo.clear();
+        self.ooo.shrink();
+        self.sacks.clear();
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.clear_all();
+        self.timers.set(Timer::Close, now + 2 * self.config.msl);
+        // TIME_WAIT keeps only the sequence state: free the buffers now.
+        self.tx = RingBuffer::new(0);
+        self.rx = RingBuffer::new(0);
+        self.sacks.clear();
+    }
+
+    /// RFC 6191 with RFC 9293 §3.6.1: may a new SYN reuse this TIME_WAIT
+    /// connection's 4-tuple? With timestamps, its TSval must be newer than
+    /// TS.Recent; without, its sequence number must be beyond RCV.NXT.
+    pub fn time_wait_accepts_syn(&self, syn: &TcpRepr<'_>) -> bool {
+        if self.state != State::TimeWait || !syn.flags.syn() || syn.flags.ack() {
+            return false;
+        }
+        match (self.flags & F_TS_OK != 0, syn.options.timestamp) {
+            (true, Some(ts)) => (ts.tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => syn.seq > self.rcv_nxt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn connection_state_is_small() {
+        let size = core::mem::size_of::<Connection>();
+        println!("size_of::<Connection>() = {size}");
+        assert!(size <= 640, "Connection grew to {size} bytes");
+    }
+}

@@ -1,0 +1,355 @@
+//! Segment departure: what to send next, and writing it into the caller's buffer.
+
+use super::*;
+use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpPacket, TcpTimestamp};
+
+/// Where the next segment's sequence space comes from.
+struct Plan {
+    seq: SeqNumber,
+    /// Payload bytes, taken from the send buffer at `seq`.
+    len: usize,
+    flags: TcpFlags,
+    retransmit: bool,
+}
+
+/// A TCP header with every option we send fits in 60 bytes.
+pub const MAX_HEADER: usize = 60;
+
+impl Connection {
+    /// Writes the next segment to send into `buf` (TCP header, options and
+    /// payload, checksummed over the IPv4 pseudo-header) and returns its
+    /// length, or `None` when there is nothing to send.
+    ///
+    /// `buf` should hold at least `MAX_HEADER + mss()` bytes; a smaller buffer
+    /// gets a smaller segment.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        debug_assert!(self.flags & F_DIRECT_PENDING == 0, "complete_direct was not called");
+        if buf.len() < MAX_HEADER {
+            return None;
+        }
+        if self.flags & F_SEND_RST != 0 {
+            self.flags &= !F_SEND_RST;
+            let seq = self.snd_max;
+            return Some(self.emit(now, buf, seq, 0, TcpFlags::RST | TcpFlags::ACK, false));
+        }
+        let plan = match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent => self.plan_syn(TcpFlags::SYN),
+            State::SynReceived => self.plan_syn(TcpFlags::SYN | TcpFlags::ACK),
+            _ => self.plan_data(now, buf.len() - MAX_HEADER),
+        };
+        if let Some(plan) = plan {
+            return Some(self.send_plan(now, buf, plan));
+        }
+        if self.flags & F_PROBE != 0 {
+            // Zero-window and keepalive probes: an old sequence number forces
+            // the peer to answer with an ACK showing its window (RFC 1122
+            // §4.2.3.6; Linux's tcp_xmit_probe_skb).
+            self.flags &= !F_PROBE;
+            let seq = self.snd_una - 1;
+            return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
+        }
+        if self.flags & F_ACK_NOW != 0 {
+            let seq = self.snd_nxt.max(self.snd_una);
+            return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
+        }
+        None
+    }
+
+    fn plan_syn(&mut self, flags: TcpFlags) -> Option<Plan> {
+        if self.snd_nxt != self.iss {
+            return None; // already sent; the retransmission timer resets snd_nxt
+        }
+        let retransmit = self.snd_max != self.iss;
+        Some(Plan { seq: self.iss, len: 0, flags, retransmit })
+    }
+
+    /// Sequence space not yet sent.
+    pub(super) fn unsent_data(&self) -> usize {
+        self.tx_end() - self.snd_nxt
+    }
+
+    fn fin_pending(&self) -> bool {
+        self.flags & F_FIN_QUEUED != 0 && self.snd_max <= self.tx_end()
+    }
+
+    /// Bytes the network holds by our estimate (RFC 6675 §4 SetPipe).
+    fn pipe(&self) -> usize {
+        let mss = usize::from(self.smss);
+        match self.recovery {
+            Recovery::None => self.snd_max - self.snd_una,
+            Recovery::Fast if self.flags & F_SACK_OK != 0 => {
+                self.sacks.pipe(self.snd_una, self.snd_max, self.high_rxt, mss)
+            }
+            // Without SACK, each duplicate ACK says a segment left the network.
+            Recovery::Fast => (self.snd_max - self.snd_una).saturating_sub(usize::from(self.dupacks) * mss),
+            // After a timeout everything un-SACKed below `recover` is lost:
+            // only what we resent since, and what was sent after, is in flight.
+            Recovery::Timeout => {
+                let resent = self.high_rxt - self.snd_una;
+                let resent_sacked = self.sacks.sacked_between(self.snd_una, self.high_rxt);
+                resent.saturating_sub(resent_sacked) + (self.snd_max - self.recover.max(self.snd_una))
+            }
+        }
+    }
+
+    /// The next lost range to resend, if any (RFC 6675 §4 NextSeg rule 1,
+    /// RFC 6582 for peers without SACK, RFC 6298 §5.4 after a timeout).
+    fn next_retransmit(&self, max_len: usize) -> Option<(SeqNumber, usize)> {
+        let limit = self.recover.min(self.snd_max);
+        if self.recovery == Recovery::None || self.snd_una >= limit {
+            return None;
+        }
+        let mss = usize::from(self.smss).min(max_len).max(1);
+        let from = self.high_rxt.max(self.snd_una);
+        let sack_info = self.flags & F_SACK_OK != 0 && !self.sacks.is_empty();
+        if self.flags & F_RXT_UNA != 0 {
+            let end = self.sacks.next_sacked_at_or_after(self.snd_una).unwrap_or(limit).min(limit);
+            return Some((self.snd_una, (end - self.snd_una).min(mss)));
+        }
+        match self.recovery {
+            Recovery::Fast if sack_info => self.sacks.next_seg(from, self.snd_una, mss),
+            Recovery::Fast => None, // NewReno: only the segment at SND.UNA, above
+            Recovery::Timeout => {
+                // Go back N, skipping what the peer SACKed.
+                let mut seq = from;
+                while seq < limit {
+                    if let Some(end) = self.sacks.sacked_range_end(seq) {
+                        seq = end;
+                        continue;
+                    }
+                    let end = self.sacks.next_sacked_at_or_after(seq).unwrap_or(limit).min(limit);
+                    return Some((seq, (end - seq).min(mss)));
+                }
+                None
+            }
+            Recovery::None => None,
+        }
+    }
+
+    /// What to send now in a synchronized state, or `None`.
+    fn plan_data(&mut self, now: Instant, room: usize) -> Option<Plan> {
+        if matches!(self.state, State::TimeWait) {
+            return None;
+        }
+        let mss = usize::from(self.smss).min(room).max(1);
+        let cwnd = self.cc.window();
+        let pipe = self.pipe();
+
+        // Loss recovery first (RFC 6675 §5 step (C): only while pipe < cwnd,
+        // except the first retransmission, which goes regardless).
+        let first = self.flags & F_RXT_UNA != 0 || (self.recovery == Recovery::Timeout && self.high_rxt == self.snd_una);
+        if first || pipe < cwnd {
+            if let Some((seq, len)) = self.next_retransmit(room) {
+                self.flags &= !F_RXT_UNA;
+                return Some(self.retransmit_plan(seq, len));
+            }
+        }
+        let _ = now;
+
+        // New data, within the peer's window and the congestion window.
+        let unsent = self.unsent_data();
+        let wnd_edge = self.snd_una + self.snd_wnd as usize;
+        let wnd_room = wnd_edge - self.snd_nxt;
+        let cwnd_room = cwnd.saturating_sub(pipe);
+        let fin = self.fin_pending();
+        if unsent > 0 {
+            let len = unsent.min(mss).min(wnd_room).min(cwnd_room);
+            if len == 0 {
+                if cwnd_room == 0 {
+                    self.flags |= F_CWND_LIMITED;
+                } else if wnd_room == 0 && self.snd_max == self.snd_una && !self.timers.is_set(Timer::Persist) {
+                    // RFC 9293 §3.8.6.1: nothing in flight and a zero window:
+                    // the persist timer will probe.
+                    self.arm_persist(now);
+                }
+                return None;
+            }
+            // RFC 1122 §4.2.3.4 sender SWS avoidance, with Nagle (RFC 896)
+            // when enabled: send a short segment only if it is all we have and
+            // Nagle allows it, or it is at least half the largest window seen.
+            let full = len == mss;
+            let all = len == unsent;
+            let nagle_ok = !self.config.nagle || self.snd_max == self.snd_una;
+            let half_window = len as u32 >= self.max_snd_wnd / 2 && self.max_snd_wnd > 0;
+            if !(full || (all && nagle_ok) || half_window) {
+                if len < mss && cwnd_room < mss {
+                    self.flags |= F_CWND_LIMITED;
+                }
+                return None;
+            }
+            if cwnd_room <= len {
+                self.flags |= F_CWND_LIMITED;
+            }
+            let mut flags = TcpFlags::ACK;
+            if all {
+                flags |= TcpFlags::PSH;
+                if fin {
+                    flags |= TcpFlags::FIN;
+                }
+            }
+            return Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false });
+        }
+        if fin && self.snd_nxt == self.tx_end() {
+            return Some(Plan { seq: self.snd_nxt, len: 0, flags: TcpFlags::ACK | TcpFlags::FIN, retransmit: false });
+        }
+        None
+    }
+
+    fn retransmit_plan(&self, seq: SeqNumber, len: usize) -> Plan {
+        let tx_end = self.tx_end();
+        let data_end = (seq + len).min(tx_end);
+        let data = data_end - seq;
+        let mut flags = TcpFlags::ACK;
+        // The FIN rides on the segment that reaches it.
+        if self.flags & F_FIN_QUEUED != 0 && seq + data == tx_end && self.snd_max > tx_end {
+            flags |= TcpFlags::FIN;
+        }
+        Plan { seq, len: data, flags, retransmit: true }
+    }
+
+    fn send_plan(&mut self, now: Instant, buf: &mut [u8], plan: Plan) -> usize {
+        let n = self.emit(now, buf, plan.seq, plan.len, plan.flags, true);
+        let end = plan.seq + plan.len + plan.flags.syn() as usize + plan.flags.fin() as usize;
+        if plan.retransmit {
+            self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
+            self.flags &= !F_TIMED;
+            if end > self.high_rxt {
+                self.high_rxt = end;
+            }
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            // New sequence space: time it if nothing is being timed (RFC 6298 §3).
+            if self.flags & F_TIMED == 0 && !plan.retransmit {
+                self.flags |= F_TIMED;
+                self.rtt_seq = plan.seq;
+                self.rtt_sent_at = now;
+            }
+            self.snd_max = end;
+        }
+        // RFC 6298 §5.1: the timer runs whenever data is outstanding.
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        n
+    }
+
+    /// The window to advertise, with receiver SWS avoidance (RFC 1122
+    /// §4.2.3.3); the right edge never moves left (RFC 9293 §3.8.6.2.2).
+    fn advertise_window(&mut self) -> u16 {
+        let free = self.rx.limit() - self.rx.len();
+        let candidate = self.rcv_nxt + free;
+        let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
+        if candidate > self.rcv_adv && (candidate - self.rcv_adv >= threshold || self.rcv_adv <= self.rcv_nxt) {
+            self.rcv_adv = candidate;
+        }
+        let wnd = self.rcv_adv - self.rcv_nxt;
+        let field = (wnd >> self.rcv_wscale).min(u16::MAX as usize);
+        field as u16
+    }
+
+    /// Sends a window update when reading opened the window enough to matter.
+    pub(super) fn maybe_window_update(&mut self) {
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return;
+        }
+        let limit = self.rx.limit();
+        let free = limit - self.rx.len();
+        let advertised = self.rcv_adv - self.rcv_nxt;
+        let threshold = (limit / 2).min(usize::from(self.smss) * 2);
+        if advertised < threshold && free >= 2 * advertised.max(1) && free >= usize::from(self.smss) {
+            self.flags |= F_ACK_NOW;
+        }
+    }
+
+    /// Builds the SACK blocks: the most recent range first (RFC 2018 §4).
+    fn sack_blocks(&self, max: usize) -> SackBlocks {
+        let mut blocks = SackBlocks::new();
+        if self.flags & F_SACK_OK == 0 || self.ooo.is_empty() || max == 0 {
+            return blocks;
+        }
+        let recent = self.last_ooo.and_then(|(off, len)| {
+            let (off, len) = (off as usize, len as usize);
+            self.ooo.iter().find(|&(o, l)| o <= off && off + len <= o + l)
+        });
+        if let Some((o, l)) = recent {
+            blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+        }
+        for (o, l) in self.ooo.iter() {
+            if blocks.len() >= max {
+                break;
+            }
+            if Some((o, l)) != recent {
+                blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            }
+        }
+        blocks
+    }
+
+    /// Writes one segment. Every segment but a SYN carries our ACK.
+    fn emit(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber, len: usize, flags: TcpFlags, with_payload: bool) -> usize {
+        let syn = flags.syn();
+        let mut options = TcpOptions::default();
+        let ts_on = if syn { self.config.timestamps && (self.state == State::SynSent || self.flags & F_TS_OK != 0) } else { self.flags & F_TS_OK != 0 };
+        if ts_on {
+            let tsval = self.ts_offset.wrapping_add(now.as_millis() as u32);
+            options.timestamp = Some(TcpTimestamp { tsval, tsecr: if flags.ack() { self.ts_recent } else { 0 } });
+        }
+        if syn {
+            options.mss = Some(self.config.mss);
+            let offer_ws = self.config.window_scaling && (self.state == State::SynSent || self.flags & F_WS_OK != 0);
+            if offer_ws {
+                options.window_scale = Some(self.rcv_wscale);
+            }
+            options.sack_permitted = self.config.sack && (self.state == State::SynSent || self.flags & F_SACK_OK != 0);
+        } else if !flags.rst() {
+            options.sack_blocks = self.sack_blocks(if ts_on { 3 } else { 4 });
+        }
+        let window = if syn {
+            // RFC 7323 §2.2: a SYN's window is never scaled.
+            let free = self.rx.limit() - self.rx.len();
+            self.rcv_adv = self.rcv_nxt + free.min(u16::MAX as usize);
+            (free.min(u16::MAX as usize)) as u16
+        } else if flags.rst() {
+            0
+        } else {
+            self.advertise_window()
+        };
+        let ack_flag = flags.ack();
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: if ack_flag { self.rcv_nxt } else { SeqNumber(0) },
+            flags,
+            window,
+            urgent: 0,
+            options,
+            payload: &[],
+        };
+        let header_len = repr.header_len();
+        let room = buf.len().saturating_sub(header_len);
+        let len = if with_payload { len.min(room) } else { 0 };
+        repr.emit_header(&mut buf[..header_len]);
+        if len > 0 {
+            let offset = seq - self.tx_seq;
+            let (a, b) = self.tx.slices_at(offset, len);
+            buf[header_len..header_len + a.len()].copy_from_slice(a);
+            buf[header_len + a.len()..header_len + a.len() + b.len()].copy_from_slice(b);
+        }
+        let total = header_len + len;
+        TcpPacket::new_unchecked(&mut buf[..total]).fill_checksum(*self.local.ip(), *self.remote.ip());
+
+        self.stats.segs_out = self.stats.segs_out.wrapping_add(1);
+        if ack_flag {
+            self.flags &= !F_ACK_NOW;
+            self.unacked_segs = 0;
+            self.last_ack_sent = self.rcv_nxt;
+            self.timers.clear(Timer::DelayedAck);
+        }
+        total
+    }
+}

@@ -1,0 +1,208 @@
+//! The connection's timers: a table indexed by enum, whose next deadline is the
+//! minimum, and what happens when each one fires.
+
+use super::*;
+use crate::time::Duration;
+
+/// One entry per timer a connection can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// RFC 6298 retransmission (also SYN and SYN-ACK retransmission).
+    Retransmit = 0,
+    /// RFC 5681 §4.2 delayed ACK.
+    DelayedAck = 1,
+    /// RFC 9293 §3.8.6.1 zero-window probing.
+    Persist = 2,
+    /// RFC 1122 §4.2.3.6 keepalive.
+    Keepalive = 3,
+    /// TIME_WAIT's 2×MSL, or the FIN_WAIT_2 timeout of a closed connection.
+    Close = 4,
+}
+
+const COUNT: usize = 5;
+const UNSET: u64 = u64::MAX;
+
+/// Deadlines in nanoseconds; `UNSET` when a timer is stopped.
+#[derive(Clone, Debug)]
+pub(super) struct Timers([u64; COUNT]);
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers([UNSET; COUNT])
+    }
+}
+
+impl Timers {
+    pub(super) fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = at.as_nanos().min(UNSET - 1);
+    }
+    pub(super) fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = UNSET;
+    }
+    pub(super) fn clear_all(&mut self) {
+        self.0 = [UNSET; COUNT];
+    }
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        let at = self.0[timer as usize];
+        (at != UNSET).then(|| Instant::from_nanos(at))
+    }
+    pub(super) fn is_set(&self, timer: Timer) -> bool {
+        self.0[timer as usize] != UNSET
+    }
+    fn expired(&self, timer: Timer, now: Instant) -> bool {
+        self.0[timer as usize] <= now.as_nanos()
+    }
+    fn next(&self) -> Option<Instant> {
+        let at = *self.0.iter().min().unwrap_or(&UNSET);
+        (at != UNSET).then(|| Instant::from_nanos(at))
+    }
+}
+
+/// Zero-window probes back off like the RTO, capped as Linux caps them.
+const MAX_PERSIST: Duration = Duration::from_secs(60);
+
+impl Connection {
+    /// The next instant at which `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The deadline of one timer (for tests and `ss -i`).
+    pub fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.timers.get(timer)
+    }
+
+    /// Runs every timer that has expired at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.expired(Timer::Close, now) {
+            self.timers.clear(Timer::Close);
+            match self.state {
+                // RFC 9293 §3.10.8: TIME_WAIT expired, delete the TCB.
+                State::TimeWait => self.enter_closed(CloseReason::Normal),
+                // Linux's tcp_fin_timeout for orphaned FIN_WAIT_2: give up quietly.
+                State::FinWait2 => self.enter_closed(CloseReason::TimedOut),
+                _ => {}
+            }
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.timers.expired(Timer::Retransmit, now) {
+            self.timers.clear(Timer::Retransmit);
+            self.on_retransmit_timeout(now);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.timers.expired(Timer::DelayedAck, now) {
+            self.timers.clear(Timer::DelayedAck);
+            self.flags |= F_ACK_NOW;
+        }
+        if self.timers.expired(Timer::Persist, now) {
+            self.timers.clear(Timer::Persist);
+            self.on_persist_timeout(now);
+        }
+        if self.timers.expired(Timer::Keepalive, now) {
+            self.timers.clear(Timer::Keepalive);
+            self.on_keepalive_timeout(now);
+        }
+    }
+
+    /// RFC 6298 §5.4–5.7 and RFC 5681 §3.1 on expiry of the retransmission timer.
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        let limit = match self.state {
+            State::SynSent => self.config.syn_retries,
+            State::SynReceived => self.config.synack_retries,
+            _ => self.config.max_retries,
+        };
+        if u32::from(self.retries) >= limit {
+            // Give up: tell the peer with a RST (except for an unanswered SYN,
+            // which has no peer state to reset) and report the timeout.
+            if self.state != State::SynSent {
+                self.flags |= F_SEND_RST;
+            }
+            self.enter_closed(CloseReason::TimedOut);
+            return;
+        }
+        self.retries = self.retries.saturating_add(1);
+        self.rtt.on_backoff(); // §5.5
+        self.flags &= !F_TIMED; // Karn: a retransmitted segment is never timed
+
+        if self.state.is_synchronized() && self.snd_max > self.snd_una {
+            let in_flight = self.snd_max - self.snd_una;
+            // Only the first timeout of an episode reduces the window (RFC 5681 §3.1:
+            // ssthresh is not reduced again by further back-offs of the same segment).
+            if self.recovery != Recovery::Timeout || self.retries == 1 {
+                self.cc.on_retransmit_timeout(now, in_flight);
+            }
+            // RFC 6675 §5.1: after an RTO, every un-SACKed segment below
+            // HighData counts as lost and is resent from SND.UNA on; SACKed
+            // data is kept (the receiver may renege, RFC 2018 §8, but we then
+            // fall back to resending it after the next timeout).
+            self.recovery = Recovery::Timeout;
+            self.recover = self.snd_max;
+            self.high_rxt = self.snd_una;
+            self.dupacks = 0;
+            if self.retries > 1 {
+                // A second timeout for the same data: forget SACK state, as the
+                // receiver may have reneged (RFC 2018 §8).
+                self.sacks.clear();
+            }
+        }
+        // Resend from SND.UNA: SYN, SYN-ACK, the first unacknowledged data, or FIN.
+        self.snd_nxt = self.snd_una;
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
+    fn on_persist_timeout(&mut self, now: Instant) {
+        if self.snd_wnd == 0 && self.unsent_data() > 0 && self.state.is_synchronized() {
+            self.flags |= F_PROBE;
+            self.probes = self.probes.saturating_add(1);
+            self.arm_persist(now);
+        } else {
+            self.probes = 0;
+        }
+    }
+
+    pub(super) fn arm_persist(&mut self, now: Instant) {
+        let base = self.rtt.rto().max(self.config.min_rto);
+        let shift = u32::from(self.probes.min(16));
+        let interval = base.saturating_mul(1 << shift).min(MAX_PERSIST);
+        self.timers.set(Timer::Persist, now + interval);
+    }
+
+    /// RFC 1122 §4.2.3.6: probe an idle connection; drop it after
+    /// `probes` unanswered probes.
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let Some(ka) = self.config.keepalive else { return };
+        if !matches!(self.state, State::Established | State::CloseWait | State::FinWait2) {
+            return;
+        }
+        // Not idle: data is in flight, so the retransmission timer watches it.
+        if self.snd_max != self.snd_una {
+            self.timers.set(Timer::Keepalive, now + ka.time);
+            return;
+        }
+        let idle = now - self.last_rx;
+        if idle < ka.time {
+            self.timers.set(Timer::Keepalive, self.last_rx + ka.time);
+            return;
+        }
+        if u32::from(self.probes) >= ka.probes {
+            self.flags |= F_SEND_RST;
+            self.enter_closed(CloseReason::TimedOut);
+            return;
+        }
+        self.probes = self.probes.saturating_add(1);
+        self.flags |= F_PROBE;
+        self.timers.set(Timer::Keepalive, now + ka.interval);
+    }
+
+    pub(super) fn arm_keepalive(&mut self, now: Instant) {
+        match self.config.keepalive {
+            Some(ka) if self.state.is_synchronized() => self.timers.set(Timer::Keepalive, now + ka.time),
+            _ => self.timers.clear(Timer::Keepalive),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Listener tests: SYN queue, accept queue, SYN cookies (RFC 4987 §3.6).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::script::*;
+use xdptcp::tcp::isn::IsnGenerator;
+use xdptcp::tcp::syncookie::SynCookies;
+use xdptcp::tcp::{Config, Listener, ListenerConfig, State, SynCookieMode, SynOutcome};
+use xdptcp::time::{Duration, Instant};
+use xdptcp::wire::{TcpFlags, TcpPacket, TcpRepr};
+
+fn listener(cfg: ListenerConfig) -> Listener<u32> {
+    Listener::new(LOCAL, cfg, Arc::new(Config::default()), IsnGenerator::new([1; 16]), SynCookies::new([2; 16]))
+}
+
+fn parse(bytes: &[u8]) -> Seg {
+    let p = TcpPacket::new_checked(bytes).unwrap();
+    let r = TcpRepr::parse(&p, *LOCAL.ip(), *REMOTE.ip(), true).unwrap();
+    let mut s = Seg::new(r.flags, r.seq.0).win(r.window);
+    s.ack = r.ack.0;
+    s.options = r.options;
+    s
+}
+
+#[test]
+fn syn_queue_and_accept_queue_have_their_own_limits() {
+    let mut l = listener(ListenerConfig { syn_backlog: 2, accept_backlog: 1, syn_cookies: SynCookieMode::Off, abort_on_overflow: false });
+    let now = Instant::from_secs(1);
+    let mut out = [0u8; 64];
+    let syn = Script::linux_syn();
+    assert!(matches!(l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out), SynOutcome::Accept(_)));
+    assert!(matches!(l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out), SynOutcome::Accept(_)));
+    assert_eq!(l.syn_queue_len(), 2);
+    assert!(matches!(l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out), SynOutcome::Drop));
+    assert_eq!(l.stats().syn_queue_overflows, 1);
+    // One completes: it moves to the accept queue, which then is full.
+    assert!(l.can_complete());
+    l.on_established(7, true);
+    assert_eq!((l.syn_queue_len(), l.accept_queue_len()), (1, 1));
+    assert!(!l.can_complete());
+    assert_eq!(l.accept(), Some(7));
+    assert!(l.can_complete());
+}
+
+#[test]
+fn syn_cookies_when_the_syn_queue_is_full() {
+    let mut l = listener(ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() });
+    let now = Instant::from_secs(10);
+    let mut out = [0u8; 64];
+    let syn = Seg::syn(PEER_ISN).mss(1400).sack_ok().ts(777, 0).ws(7);
+    let SynOutcome::Cookie(n) = l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out) else { panic!("expected a cookie") };
+    let sa = parse(&out[..n]);
+    assert_eq!(sa.flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(sa.ack, PEER_ISN + 1);
+    // MSS from the table: the largest entry ≤ 1400 is 1300.
+    assert_eq!(sa.options.mss, Some(1300));
+    assert!(sa.options.sack_permitted && sa.options.window_scale.is_some());
+    let ts = sa.options.timestamp.unwrap();
+    assert_eq!(ts.tsecr, 777);
+    assert_eq!(l.syn_queue_len(), 0, "no state kept");
+    assert_eq!(l.stats().cookies_sent, 1);
+
+    // The final ACK rebuilds the connection, options included.
+    let later = now + Duration::from_secs(3);
+    let ack = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1)).ts(778, ts.tsval);
+    let conn = l.on_cookie_ack(later, LOCAL, REMOTE, &ack.repr()).expect("valid cookie");
+    assert_eq!(conn.state(), State::Established);
+    assert_eq!(conn.mss(), 1300 - 12);
+    assert!(conn.sack_enabled());
+    assert_eq!(conn.window_scales().map(|w| w.0), Some(7));
+    assert_eq!(l.stats().cookies_validated, 1);
+}
+
+#[test]
+fn forged_or_stale_cookies_are_rejected() {
+    let mut l = listener(ListenerConfig { syn_cookies: SynCookieMode::Always, ..ListenerConfig::default() });
+    let now = Instant::from_secs(10);
+    let mut out = [0u8; 64];
+    let SynOutcome::Cookie(n) = l.on_syn(now, LOCAL, REMOTE, &Seg::syn(PEER_ISN).mss(1460).repr(), &mut out) else { panic!() };
+    let sa = parse(&out[..n]);
+    // A blind attacker guessing the cookie.
+    let forged = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(2));
+    assert!(l.on_cookie_ack(now, LOCAL, REMOTE, &forged.repr()).is_none());
+    // Too late: older than two 64 s counter periods.
+    let good = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1));
+    assert!(l.on_cookie_ack(now + Duration::from_secs(200), LOCAL, REMOTE, &good.repr()).is_none());
+    assert_eq!(l.stats().cookies_failed, 2);
+    // In time it is fine; without timestamps no SACK or scaling survive.
+    let conn = l.on_cookie_ack(now + Duration::from_secs(1), LOCAL, REMOTE, &good.repr()).unwrap();
+    assert!(!conn.sack_enabled());
+    assert_eq!(conn.window_scales(), None);
+}
