@@ -140,16 +140,20 @@ impl Script {
         Seg::syn(PEER_ISN).win(64240).mss(1460).sack_ok().ts(100, 0).ws(7)
     }
 
-    /// An ESTABLISHED connection from an active open with Linux-like options;
-    /// the peer advertises `window << 7` bytes.
+    /// An ESTABLISHED connection from an active open with Linux-like options.
+    /// The SYN-ACK's window is unscaled (RFC 7323 §2.2); a window update then
+    /// advertises 512 << 7 = 64 KiB.
     pub fn established(config: Config) -> Script {
         let mut s = Script::active(config);
         let syn = s.expect();
         assert!(syn.has(TcpFlags::SYN));
-        s.inject(Seg::syn(PEER_ISN).acking(OUR_ISS + 1).win(512).mss(1460).sack_ok().ts(100, syn.options.timestamp.map_or(0, |t| t.tsval)).ws(7));
+        s.inject(Seg::syn(PEER_ISN).acking(OUR_ISS + 1).win(65535).mss(1460).sack_ok().ts(100, syn.options.timestamp.map_or(0, |t| t.tsval)).ws(7));
         let ack = s.expect();
         assert!(ack.has(TcpFlags::ACK) && !ack.has(TcpFlags::SYN));
         assert_eq!(s.conn.poll_event(), Some(Event::Connected));
+        s.inject(Seg::ack(PEER_ISN + 1, OUR_ISS + 1).win(512));
+        assert_eq!(s.conn.send_window(), 512 << 7);
+        s.expect_nothing();
         s
     }
 
