@@ -72,10 +72,16 @@ fn reduction_at_loss(algorithm: Algorithm, beta: f64) {
     let ratio = after / before;
     eprintln!("{algorithm:?}: cwnd {before} → ssthresh {after} (×{ratio:.3})");
     assert!((ratio - beta).abs() < 0.08, "{algorithm:?}: reduced ×{ratio:.3}, expected ≈{beta}");
-    // Recovery ends and the window grows again past the reduced value.
+    // Recovery ends, and the window climbs again from its trough.
     let end = samples[first..].iter().position(|s| !s.3).expect("recovery never ended") + first;
-    let regrown = samples[end..].iter().map(|s| s.1).max().unwrap() as f64;
-    assert!(regrown > after * 1.2, "{algorithm:?}: window did not grow back ({regrown} vs {after})");
+    let (trough_at, trough) = samples[end..].iter().enumerate().min_by_key(|(_, s)| s.1).map(|(i, s)| (i + end, s.1)).unwrap();
+    let regrown = samples[trough_at..].iter().map(|s| s.1).max().unwrap();
+    eprintln!("{algorithm:?}: after recovery, trough {trough}, regrown to {regrown}");
+    assert!(regrown as f64 > trough as f64 * 1.5, "{algorithm:?}: window did not grow back ({trough} → {regrown})");
+    // And the flow keeps the bottleneck busy: 32 MiB at 50 Mbit/s takes ~5.4 s.
+    let secs = (samples.last().unwrap().0 - samples[0].0).as_secs_f64();
+    let mbps = (32u64 << 20) as f64 * 8.0 / secs / 1e6;
+    assert!(mbps > 40.0, "{algorithm:?}: only {mbps:.1} Mbit/s of 50");
 }
 
 #[test]

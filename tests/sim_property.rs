@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use xdptcp::sim::link::LinkConfig;
 use xdptcp::sim::net::{ConnId, Network};
-use xdptcp::tcp::{Config, Shutdown, State};
+use xdptcp::tcp::{CloseReason, Config, Shutdown, State};
 use xdptcp::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -100,11 +100,19 @@ fn run(seed: u64, link: LinkConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for side in 0..2 {
         prop_assert!(ends[side].read <= ends[1 - side].written, "read more than was written");
     }
+    // Never lose a byte: when both ends closed gracefully, everything each
+    // wrote was read by the other.
+    let reasons = [net.conn(client).close_reason(), net.conn(server).close_reason()];
+    if reasons == [CloseReason::Normal, CloseReason::Normal] {
+        for side in 0..2 {
+            prop_assert_eq!(ends[side].read, ends[1 - side].written, "bytes lost despite a graceful close");
+        }
+    }
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn random_calls_under_random_faults(

@@ -12,8 +12,8 @@ use xdptcp::tcp::Algorithm;
 use xdptcp::time::Duration;
 
 fn table(algorithm: Algorithm) -> String {
-    let mut out = format!("# {algorithm:?}: 4 MiB over 100 Mbit/s, 10 ms RTT, 256 KiB queue; loss both ways\n");
-    out.push_str("# loss%   goodput_Mbit/s   virtual_s   retransmits\n");
+    let mut out = format!("# {algorithm:?}: 8 MiB over 100 Mbit/s, 10 ms RTT, 256 KiB queue; loss both ways\n");
+    out.push_str("# loss%   goodput_Mbit/s   virtual_s   retransmits   random_drops   queue_drops\n");
     for loss in [0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.10] {
         let mut link = LinkConfig::ideal(Duration::from_millis(5));
         link.bandwidth_bps = Some(100_000_000);
@@ -23,8 +23,17 @@ fn table(algorithm: Algorithm) -> String {
         cfg.congestion = algorithm;
         let mut net = Network::pair(cfg.clone(), cfg, link.clone(), link, 42);
         let (client, server) = establish(&mut net, 41000);
-        let o = bulk(&mut net, client, server, 4 << 20, Duration::from_secs(600), 7);
-        out.push_str(&format!("{:>6.1} {:>16.2} {:>11.3} {:>13}\n", loss * 100.0, o.goodput_mbps, o.secs, o.retransmits));
+        let o = bulk(&mut net, client, server, 8 << 20, Duration::from_secs(600), 7);
+        let (ab, ba) = (net.link(0, 1).stats(), net.link(1, 0).stats());
+        out.push_str(&format!(
+            "{:>6.1} {:>16.2} {:>11.3} {:>13} {:>14} {:>13}\n",
+            loss * 100.0,
+            o.goodput_mbps,
+            o.secs,
+            o.retransmits,
+            ab.lost + ba.lost,
+            ab.queue_dropped + ba.queue_dropped
+        ));
     }
     out
 }

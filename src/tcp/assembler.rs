@@ -4,8 +4,11 @@
 //! need more than `MAX_RANGES` disjoint ranges is refused (and the peer
 //! retransmits it later). No heap memory is held while the list is empty.
 
-/// Most disjoint out-of-order ranges kept per connection.
-pub const MAX_RANGES: usize = 32;
+/// Most disjoint out-of-order ranges kept per connection. A lossy window of
+/// alternating holes needs one range per segment, so this must cover a full
+/// window of segments or received data gets dropped and the sender stalls;
+/// the bytes themselves are bounded by the receive window.
+pub const MAX_RANGES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyRanges;
@@ -111,7 +114,7 @@ mod tests {
         for k in 0..MAX_RANGES {
             a.add(k * 10 + 1, 1).unwrap();
         }
-        assert_eq!(a.add(1000, 1), Err(TooManyRanges));
+        assert_eq!(a.add(MAX_RANGES * 10 + 100, 1), Err(TooManyRanges));
         // Merging into an existing range still works when full.
         a.add(2, 1).unwrap();
     }

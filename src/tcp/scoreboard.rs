@@ -7,8 +7,8 @@
 
 use crate::wire::SeqNumber;
 
-/// Most ranges kept.
-pub const MAX_RANGES: usize = 64;
+/// Most ranges kept: enough for a window of alternating losses.
+pub const MAX_RANGES: usize = 1024;
 /// RFC 6675 §2 DupThresh.
 const DUP_THRESH: usize = 3;
 

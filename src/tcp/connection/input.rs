@@ -442,6 +442,7 @@ impl Connection {
             return;
         }
         self.recovery = Recovery::Fast;
+        self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.recover = self.snd_max;
         self.high_rxt = self.snd_una;
         self.flags |= F_RXT_UNA;
@@ -502,10 +503,12 @@ impl Connection {
     }
 
     /// RFC 5681 §4.2 / RFC 1122 §4.2.3.2: ACK at least every second
-    /// full-sized segment, otherwise within the delayed-ACK timeout.
+    /// full-sized segment, otherwise within the delayed-ACK timeout. "Full
+    /// sized" is the largest segment the peer has sent (Linux's rcv_mss).
     fn delay_ack(&mut self, now: Instant, len: usize) {
+        self.rcv_mss = self.rcv_mss.max(len.min(u16::MAX as usize) as u16);
         self.unacked_segs = self.unacked_segs.saturating_add(len as u32);
-        if self.unacked_segs as usize >= 2 * usize::from(self.smss).max(1) {
+        if self.unacked_segs as usize >= 2 * usize::from(self.rcv_mss) {
             self.flags |= F_ACK_NOW;
         } else if !self.timers.is_set(Timer::DelayedAck) {
             self.timers.set(Timer::DelayedAck, now + self.config.delayed_ack);

@@ -169,6 +169,10 @@ pub struct ConnStats {
     pub segs_in: u32,
     pub segs_out: u32,
     pub retransmits: u32,
+    /// Retransmission timeouts.
+    pub timeouts: u32,
+    /// Fast-recovery episodes entered.
+    pub recoveries: u32,
     pub bytes_acked: u64,
     pub bytes_received: u64,
     pub out_of_window: u32,
@@ -210,6 +214,8 @@ pub struct Connection {
     max_snd_wnd: u32,
     /// The effective send MSS: the peer's MSS, less our option overhead.
     smss: u16,
+    /// The largest segment received so far (Linux's rcv_mss), for delayed ACKs.
+    rcv_mss: u16,
 
     // Receive sequence space.
     irs: SeqNumber,
@@ -219,7 +225,7 @@ pub struct Connection {
     /// RCV.NXT carried by the last ACK we sent (RFC 7323 Last.ACK.sent).
     last_ack_sent: SeqNumber,
     fin_seq: SeqNumber,
-    /// Full-sized segments received since our last ACK.
+    /// Bytes received since our last ACK.
     unacked_segs: u32,
 
     // Timestamps (RFC 7323).
@@ -276,6 +282,7 @@ impl Connection {
             snd_wnd: 0,
             max_snd_wnd: 0,
             smss: 536,
+            rcv_mss: 536,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
@@ -633,7 +640,12 @@ impl Connection {
         self.events |= EV_CLOSED;
         self.timers.clear_all();
         self.tx = RingBuffer::new(0);
-        self.rx = RingBuffer::new(0);
+        // After a graceful close, data received before the FIN stays
+        // readable until the application consumes it; a reset or abort
+        // discards it.
+        if reason != CloseReason::Normal {
+            self.rx = RingBuffer::new(0);
+        }
         self.ooo.clear();
         self.ooo.shrink();
         self.sacks.clear();
@@ -643,9 +655,10 @@ impl Connection {
         self.state = State::TimeWait;
         self.timers.clear_all();
         self.timers.set(Timer::Close, now + 2 * self.config.msl);
-        // TIME_WAIT keeps only the sequence state: free the buffers now.
+        // TIME_WAIT keeps only sequence state, plus any received data the
+        // application has not read yet (it stays readable).
         self.tx = RingBuffer::new(0);
-        self.rx = RingBuffer::new(0);
+        self.rx.release();
         self.sacks.clear();
     }
 

@@ -36,7 +36,7 @@ impl Connection {
             State::Closed | State::Listen => return None,
             State::SynSent => self.plan_syn(TcpFlags::SYN),
             State::SynReceived => self.plan_syn(TcpFlags::SYN | TcpFlags::ACK),
-            _ => self.plan_data(now, buf.len() - MAX_HEADER),
+            _ => self.plan_data(now, buf.len().saturating_sub(self.data_header_len())),
         };
         if let Some(plan) = plan {
             return Some(self.send_plan(now, buf, plan));
@@ -62,6 +62,14 @@ impl Connection {
         }
         let retransmit = self.snd_max != self.iss;
         Some(Plan { seq: self.iss, len: 0, flags, retransmit })
+    }
+
+    /// The header length of our next data segment: timestamps and SACK
+    /// blocks are the only options after the handshake.
+    fn data_header_len(&self) -> usize {
+        let ts = self.flags & F_TS_OK != 0;
+        let blocks = if self.flags & F_SACK_OK != 0 { self.ooo.range_count().min(if ts { 3 } else { 4 }) } else { 0 };
+        20 + if ts { 12 } else { 0 } + if blocks > 0 { 4 + 8 * blocks } else { 0 }
     }
 
     /// Sequence space not yet sent.

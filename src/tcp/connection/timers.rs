@@ -125,6 +125,7 @@ impl Connection {
             return;
         }
         self.retries = self.retries.saturating_add(1);
+        self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
         self.rtt.on_backoff(); // §5.5
         self.flags &= !F_TIMED; // Karn: a retransmitted segment is never timed
 
