@@ -49,6 +49,24 @@ impl Pair {
         pump(now, &mut client, &mut server, &mut buf);
         assert_eq!(client.state(), State::Established);
         assert_eq!(server.state(), State::Established);
+        // One byte each way so both sides learn the other's scaled window
+        // (a SYN's window is unscaled, RFC 7323 §2.2).
+        let mut now = now;
+        for _ in 0..2 {
+            client.send(b"x").expect("open");
+            server.send(b"y").expect("open");
+            pump(now, &mut client, &mut server, &mut buf);
+            pump(now, &mut server, &mut client, &mut buf);
+            now = now + xdptcp::time::Duration::from_millis(50);
+            client.handle_timeout(now);
+            server.handle_timeout(now);
+            pump(now, &mut client, &mut server, &mut buf);
+            pump(now, &mut server, &mut client, &mut buf);
+        }
+        let mut sink = [0u8; 16];
+        client.recv(&mut sink);
+        server.recv(&mut sink);
+        assert!(client.send_window() > 1 << 20, "scaled window learned");
         Pair { client, server, now }
     }
 }

@@ -1,37 +1,40 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 //!
-//! The sum is taken 32 bytes at a time in eight 64-bit lanes and folded to
-//! 16 bits only at the end, instead of byte by byte.
+//! The sum is taken 32 bytes at a time in eight 64-bit lanes, in native
+//! byte order, and folded to 16 bits only at the end, instead of byte by byte.
 
 use std::net::Ipv4Addr;
 
 /// Adds `data` (big-endian 16-bit words, odd length padded with a zero byte)
 /// to a running one's-complement sum. Returns an unfolded 64-bit sum.
 ///
-/// Summing big-endian 32-bit words into 64-bit lanes is equivalent modulo
-/// 0xffff (2^16 ≡ 1) and never carries for any packet size, so the loop is
-/// plain widening adds that the compiler vectorizes.
+/// The one's-complement sum is byte-order independent (RFC 1071 §2(B)), so
+/// the bytes are summed as native-order 32-bit words into 64-bit lanes (no
+/// carries for any packet size, no byte swaps, vectorizable) and the folded
+/// result is swapped into network order once at the end.
 #[inline]
 pub fn sum(acc: u64, data: &[u8]) -> u64 {
     let mut lanes = [0u64; 8];
     let mut chunks = data.chunks_exact(32);
     for c in &mut chunks {
         for (i, lane) in lanes.iter_mut().enumerate() {
-            *lane += u64::from(u32::from_be_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]]));
+            *lane += u64::from(u32::from_ne_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]]));
         }
     }
     let mut total: u64 = lanes.iter().sum();
     let mut words = chunks.remainder().chunks_exact(4);
     for w in &mut words {
-        total += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        total += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
     let tail = words.remainder();
     if !tail.is_empty() {
+        // Zero padding in memory order is the RFC's padding in either byte order.
         let mut last = [0u8; 4];
         last[..tail.len()].copy_from_slice(tail);
-        total += u64::from(u32::from_be_bytes(last));
+        total += u64::from(u32::from_ne_bytes(last));
     }
-    let (s, carry) = acc.overflowing_add(total);
+    let network = u64::from(u16::from_be(fold(total)));
+    let (s, carry) = acc.overflowing_add(network);
     s + u64::from(carry)
 }
 

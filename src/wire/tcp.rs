@@ -398,6 +398,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 impl TcpOptions {
     /// Parses an option list (RFC 9293 §3.2).
     pub fn parse(mut data: &[u8]) -> Result<TcpOptions> {
+        // Fast path: NOP, NOP, timestamps (RFC 7323 Appendix A), which is
+        // what every data segment from Linux carries.
+        if let [OPT_NOP, OPT_NOP, OPT_TS, 10, a0, a1, a2, a3, b0, b1, b2, b3] = *data {
+            return Ok(TcpOptions {
+                timestamp: Some(TcpTimestamp { tsval: u32::from_be_bytes([a0, a1, a2, a3]), tsecr: u32::from_be_bytes([b0, b1, b2, b3]) }),
+                ..TcpOptions::default()
+            });
+        }
         let mut opts = TcpOptions::default();
         while let Some(&kind) = data.first() {
             match kind {
