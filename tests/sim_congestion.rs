@@ -53,7 +53,7 @@ fn slow_start_is_exponential() {
         eprintln!("{algorithm:?}: initial {initial}, per RTT {w:?}");
         for k in 1..5 {
             let ratio = w[k] as f64 / w[k - 1] as f64;
-            assert!(ratio >= 1.7 && ratio <= 2.3, "{algorithm:?}: RTT {k} grew ×{ratio:.2} ({w:?})");
+            assert!((1.7..=2.3).contains(&ratio), "{algorithm:?}: RTT {k} grew ×{ratio:.2} ({w:?})");
         }
     }
 }

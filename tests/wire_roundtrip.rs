@@ -70,7 +70,7 @@ proptest! {
     #[test]
     fn ethernet_and_arp_round_trip(a in mac(), b in mac(), c in mac(), ip1 in ip(), ip2 in ip(), op in any::<u16>(), et in any::<u16>()) {
         let eth = EthernetRepr { src_addr: a, dst_addr: b, ethertype: EtherType::from(et) };
-        let mut buf = vec![0u8; 14 + 28];
+        let mut buf = [0u8; 14 + 28];
         eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
         let frame = EthernetFrame::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(EthernetRepr::parse(&frame).unwrap(), eth);
@@ -134,7 +134,7 @@ fn malformed_inputs_are_errors() {
     assert!(p.is_fragment());
     assert!(Ipv4Repr::parse(&p, true).is_err());
     // IPv4 options are skipped: the payload starts after them.
-    let mut opt = vec![0u8; 24 + 4];
+    let mut opt = [0u8; 24 + 4];
     opt[0] = 0x46;
     opt[2..4].copy_from_slice(&28u16.to_be_bytes());
     opt[24..].copy_from_slice(b"data");

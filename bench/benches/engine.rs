@@ -86,7 +86,7 @@ fn tx(c: &mut Criterion) {
 fn ack_all(pair: &mut Pair) -> usize {
     let now = pair.now;
     let una = pair.client.snd_nxt();
-    let mut buf = vec![0u8; 128];
+    let mut buf = [0u8; 128];
     // The server has not seen the data (the bench skips delivery); forge its
     // cumulative ACK the way the server would write it.
     let repr = TcpRepr {

@@ -57,7 +57,7 @@ impl Pair {
             server.send(b"y").expect("open");
             pump(now, &mut client, &mut server, &mut buf);
             pump(now, &mut server, &mut client, &mut buf);
-            now = now + xdptcp::time::Duration::from_millis(50);
+            now += xdptcp::time::Duration::from_millis(50);
             client.handle_timeout(now);
             server.handle_timeout(now);
             pump(now, &mut client, &mut server, &mut buf);

@@ -266,7 +266,7 @@ impl Connection {
                 if seq < self.rcv_nxt {
                     let dup = (self.rcv_nxt - seq).min(payload.len());
                     payload = &payload[dup..];
-                    seq = seq + dup;
+                    seq += dup;
                 }
                 // Trim what lies beyond the window.
                 let room = (self.rcv_nxt + wnd) - seq;

@@ -614,11 +614,10 @@ impl Connection {
         if take(&mut self.events, EV_CONNECTED) {
             return Some(Event::Connected);
         }
-        if take(&mut self.events, EV_READABLE) {
-            if !self.rx.is_empty() {
+        if take(&mut self.events, EV_READABLE)
+            && !self.rx.is_empty() {
                 return Some(Event::Readable);
             }
-        }
         if take(&mut self.events, EV_WRITABLE) {
             return Some(Event::Writable);
         }
