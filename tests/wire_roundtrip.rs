@@ -203,3 +203,19 @@ fn a_linux_syn_parses() {
     r.emit(&mut TcpPacket::new_unchecked(&mut again[..]), src, dst, true);
     assert_eq!(again, seg);
 }
+
+#[test]
+fn sack_blocks_compare_by_the_blocks_in_use() {
+    let mut a = SackBlocks::new();
+    a.push(SeqNumber(1), SeqNumber(2));
+    a.push(SeqNumber(3), SeqNumber(4));
+    a.truncate(1);
+    let mut b = SackBlocks::new();
+    b.push(SeqNumber(1), SeqNumber(2));
+    assert_eq!(a, b);
+    // A second SACK option replaces the first; the leftovers must not matter.
+    let twice = TcpOptions::parse(&[5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 5, 10, 0, 0, 0, 9, 0, 0, 0, 10]).unwrap();
+    let mut want = SackBlocks::new();
+    want.push(SeqNumber(9), SeqNumber(10));
+    assert_eq!(twice.sack_blocks, want);
+}
