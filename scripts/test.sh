@@ -27,4 +27,11 @@ if [ "$fuzz" = 1 ] && [ -d fuzz ]; then
 fi
 
 echo "== cargo test"
-cargo test --workspace --all-targets 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary: "summary: N passed, N failed".
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
