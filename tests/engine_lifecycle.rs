@@ -286,3 +286,22 @@ fn half_closed_fin_wait_2_has_no_timeout() {
     s.advance(Duration::from_secs(600));
     assert_eq!(s.conn.state(), State::FinWait2);
 }
+
+#[test]
+fn time_wait_follows_a_configured_msl() {
+    let mut s = Script::established(xdptcp::tcp::Config { msl: Duration::from_secs(2), ..xdptcp::tcp::Config::default() });
+    s.conn.close();
+    s.expect();
+    s.inject(Seg::ack(P1, ISS1 + 1).fin());
+    assert_eq!(s.conn.state(), State::TimeWait);
+    s.advance(Duration::from_millis(3_900));
+    assert_eq!(s.conn.state(), State::TimeWait);
+    s.advance(Duration::from_millis(200));
+    assert_eq!(s.conn.state(), State::Closed, "2 × MSL = 4 s");
+}
+
+#[test]
+fn mss_is_derived_from_the_mtu_and_announced() {
+    let mut s = Script::active(xdptcp::tcp::Config::for_mtu(9000));
+    assert_eq!(s.expect().options.mss, Some(8960));
+}

@@ -115,3 +115,23 @@ impl Config {
         shift
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mss_follows_the_mtu() {
+        assert_eq!(Config::for_mtu(1500).mss, 1460);
+        assert_eq!(Config::for_mtu(9000).mss, 8960);
+        assert_eq!(Config::default().mss, 1460);
+    }
+
+    #[test]
+    fn window_shift_covers_the_receive_buffer() {
+        let c = Config::default();
+        assert_eq!(c.window_shift(), 7); // 4 MiB >> 7 = 32 KiB ≤ 65535
+        assert_eq!(Config { recv_buffer: 65_535, ..Config::default() }.window_shift(), 0);
+        assert_eq!(Config { recv_buffer: 1 << 30, ..Config::default() }.window_shift(), 14);
+    }
+}
