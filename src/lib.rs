@@ -7,7 +7,9 @@
 //! Only `xdp` may contain `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod sim;
+pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -358,3 +358,23 @@ fn direct_receive_hands_payload_in_place() {
     s.conn.complete_direct(&direct[6..]);
     assert_eq!(s.read_all(), b"world");
 }
+
+#[test]
+fn close_inside_a_direct_delivery_depends_on_what_was_consumed() {
+    // Consumed everything, then closed: a graceful FIN.
+    let mut s = Script::established(Script::config());
+    let seg = Seg::ack(P1, ISS1).data(b"last words");
+    let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
+    s.conn.close();
+    s.conn.complete_direct(&direct[direct.len()..]);
+    assert_eq!(s.conn.state(), State::FinWait1);
+    assert!(s.expect().has(TcpFlags::FIN));
+    // Left some unread, then closed: RST (RFC 2525 §2.17).
+    let mut s = Script::established(Script::config());
+    let seg = Seg::ack(P1, ISS1).data(b"last words");
+    let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
+    s.conn.close();
+    s.conn.complete_direct(&direct[4..]);
+    assert_eq!(s.conn.state(), State::Closed);
+    assert!(s.expect().has(TcpFlags::RST));
+}

@@ -50,6 +50,10 @@ impl Connection {
             debug_assert_eq!(n, unconsumed.len(), "direct payload exceeded the window");
             self.events |= EV_READABLE;
         }
+        if self.flags & F_CLOSE_DEFERRED != 0 {
+            self.flags &= !F_CLOSE_DEFERRED;
+            self.close();
+        }
     }
 
     /// RFC 9293 §3.10.7.3: SYN-SENT.

@@ -162,6 +162,8 @@ const F_TIMED: u16 = 1024; // rtt_seq is being timed (Karn)
 const F_FIN_RECEIVED: u16 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
 const F_RXT_UNA: u16 = 4096; // retransmit the segment at SND.UNA next
 const F_CWND_LIMITED: u16 = 8192; // sending was held back by cwnd since the last ACK
+const F_CLOSE_DEFERRED: u16 = 16384; // close() during a delivery: decided when it ends
+const F_READING: u16 = 32768; // the application is reading buffered data (begin_read/end_read)
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -535,6 +537,22 @@ impl Connection {
         n
     }
 
+    /// Starts a read of the buffered data through a callback that may call
+    /// `close()`; `end_read` consumes what was read and settles that close
+    /// (FIN if nothing is left unread, RST otherwise).
+    pub fn begin_read(&mut self) {
+        self.flags |= F_READING;
+    }
+
+    pub fn end_read(&mut self, consumed: usize) {
+        self.flags &= !F_READING;
+        self.consume(consumed);
+        if self.flags & F_CLOSE_DEFERRED != 0 {
+            self.flags &= !F_CLOSE_DEFERRED;
+            self.close();
+        }
+    }
+
     /// Copies received bytes into `buf` and consumes them.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
         let (a, b) = self.rx.as_slices();
@@ -572,7 +590,14 @@ impl Connection {
     /// FIN, so the peer learns its data was not consumed (RFC 2525 §2.17,
     /// RFC 9293 §3.10.4's "reset" option, as Linux does).
     pub fn close(&mut self) {
-        if !self.rx.is_empty() || self.flags & F_DIRECT_PENDING != 0 {
+        if self.flags & (F_DIRECT_PENDING | F_READING) != 0 {
+            // Called from inside a direct delivery: whether data is left
+            // unread is known only once the application says how much of it
+            // it consumed (in `complete_direct`).
+            self.flags |= F_CLOSE_DEFERRED;
+            return;
+        }
+        if !self.rx.is_empty() {
             self.abort();
             return;
         }

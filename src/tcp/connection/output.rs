@@ -50,7 +50,10 @@ impl Connection {
             return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
         }
         if self.flags & F_ACK_NOW != 0 {
-            let seq = self.snd_nxt.max(self.snd_una);
+            // A pure ACK carries the highest sequence number sent: anything
+            // older may lie below the peer's RCV.NXT, and an unacceptable
+            // segment's ACK field is ignored (RFC 9293 §3.10.7.4).
+            let seq = if self.state.is_synchronized() { self.snd_max } else { self.snd_nxt.max(self.snd_una) };
             return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
         }
         None

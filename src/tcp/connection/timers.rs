@@ -150,8 +150,13 @@ impl Connection {
                 self.sacks.clear();
             }
         }
-        // Resend from SND.UNA: SYN, SYN-ACK, the first unacknowledged data, or FIN.
-        self.snd_nxt = self.snd_una;
+        if !self.state.is_synchronized() {
+            // Resend the SYN or SYN-ACK.
+            self.snd_nxt = self.snd_una;
+        }
+        // In synchronized states SND.NXT stays where it is (as in Linux):
+        // the timeout recovery above resends from SND.UNA through HighRxt,
+        // and our ACKs keep a sequence number the peer finds acceptable.
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 

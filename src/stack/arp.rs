@@ -1,0 +1,105 @@
+//! The neighbour cache: IPv4 → MAC with expiry, plus frames waiting for a
+//! resolution (bounded), and the ARP requests to (re)send.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+use crate::time::{Duration, Instant};
+use crate::wire::EthernetAddress;
+
+/// Frames kept per unresolved neighbour, as Linux's `unres_qlen` bounds them.
+pub const PENDING_LIMIT: usize = 64;
+
+struct Pending {
+    frames: VecDeque<Vec<u8>>,
+    next_request: Instant,
+    tries: u32,
+}
+
+pub struct NeighborCache {
+    entries: HashMap<Ipv4Addr, (EthernetAddress, Instant)>,
+    pending: HashMap<Ipv4Addr, Pending>,
+    timeout: Duration,
+    retry: Duration,
+    max_tries: u32,
+}
+
+/// What the shard must do after `tick`.
+#[derive(Debug, Default)]
+pub struct ArpWork {
+    /// Neighbours to send an ARP request for.
+    pub requests: Vec<Ipv4Addr>,
+    /// Frames dropped because a neighbour never answered.
+    pub dropped: usize,
+}
+
+impl NeighborCache {
+    pub fn new(timeout: Duration, retry: Duration, max_tries: u32) -> Self {
+        NeighborCache { entries: HashMap::new(), pending: HashMap::new(), timeout, retry, max_tries }
+    }
+
+    pub fn lookup(&self, now: Instant, ip: Ipv4Addr) -> Option<EthernetAddress> {
+        self.entries.get(&ip).filter(|(_, exp)| *exp > now).map(|(mac, _)| *mac)
+    }
+
+    /// Records a mapping; returns frames that were waiting for it.
+    pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) -> VecDeque<Vec<u8>> {
+        self.entries.insert(ip, (mac, now + self.timeout));
+        self.pending.remove(&ip).map(|p| p.frames).unwrap_or_default()
+    }
+
+    pub fn knows(&self, ip: Ipv4Addr) -> bool {
+        self.entries.contains_key(&ip)
+    }
+
+    /// Queues a frame for an unresolved neighbour; true if a request should
+    /// go out now (the first frame for it). Drops the oldest beyond the limit.
+    pub fn queue(&mut self, now: Instant, ip: Ipv4Addr, frame: Vec<u8>) -> (bool, usize) {
+        let retry = self.retry;
+        let mut fresh = false;
+        let p = self.pending.entry(ip).or_insert_with(|| {
+            fresh = true;
+            Pending { frames: VecDeque::new(), next_request: now + retry, tries: 1 }
+        });
+        p.frames.push_back(frame);
+        let mut dropped = 0;
+        while p.frames.len() > PENDING_LIMIT {
+            p.frames.pop_front();
+            dropped += 1;
+        }
+        (fresh, dropped)
+    }
+
+    /// Retries and gives up on pending resolutions; forgets expired entries.
+    pub fn tick(&mut self, now: Instant) -> ArpWork {
+        let mut work = ArpWork::default();
+        let (retry, max) = (self.retry, self.max_tries);
+        self.pending.retain(|ip, p| {
+            if p.next_request > now {
+                return true;
+            }
+            if p.tries >= max {
+                work.dropped += p.frames.len();
+                return false;
+            }
+            p.tries += 1;
+            p.next_request = now + retry;
+            work.requests.push(*ip);
+            true
+        });
+        self.entries.retain(|_, (_, exp)| *exp > now);
+        work
+    }
+
+    /// The next instant `tick` has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.next_request).min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

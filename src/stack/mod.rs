@@ -1,0 +1,770 @@
+//! The per-core shard: everything one worker needs to turn Ethernet frames
+//! into TCP connections and back, without I/O and without locks.
+//!
+//! In: [`Shard::handle_frame`] for each received frame (a batch at a time),
+//! [`Shard::handle_timeout`] once per loop iteration. Out:
+//! [`Shard::poll_transmit`] until `None`, each call writing one whole
+//! Ethernet frame into the caller's buffer. The application is called back
+//! from inside `handle_frame` and `handle_timeout`.
+//!
+//! The shard answers ARP for its address (and keeps a neighbour cache), ICMP
+//! echo, checks IPv4 headers, demultiplexes TCP by 4-tuple, runs listeners
+//! with their backlogs and SYN cookies, and applies the TIME_WAIT policy
+//! (`max_time_wait`, like `tcp_max_tw_buckets`; `tw_reuse`, like
+//! `tcp_tw_reuse`). Malformed input is counted, never trusted.
+
+pub mod arp;
+pub mod table;
+pub mod wheel;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use crate::app::{App, Conn, ConnId};
+use crate::tcp::isn::IsnGenerator;
+use crate::tcp::syncookie::SynCookies;
+use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, State, SynOutcome};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IcmpEchoKind, IcmpEchoRepr, IcmpPacket,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
+};
+
+use arp::NeighborCache;
+use table::{tuple, ConnTable, Entry};
+use wheel::TimerWheel;
+
+const ETH: usize = 14;
+const IP: usize = 20;
+const HEADROOM: usize = ETH + IP;
+/// Control frames (ARP, ICMP, resets, cookies) waiting to go out.
+const CONTROL_LIMIT: usize = 1024;
+const UNSCHEDULED: u64 = u64::MAX;
+
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub mac: EthernetAddress,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Next hop for destinations off our subnet.
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: usize,
+    pub tcp: Config,
+    pub listener: ListenerConfig,
+    /// Connections per shard; SYNs beyond it are refused with RST.
+    pub max_connections: usize,
+    /// TIME_WAIT connections kept (Linux's `tcp_max_tw_buckets`); beyond it a
+    /// closing connection skips TIME_WAIT and is counted.
+    pub max_time_wait: usize,
+    /// Linux's `tcp_tw_reuse`: an active open may take over a 4-tuple in
+    /// TIME_WAIT for more than a second when timestamps protect it.
+    pub tw_reuse: bool,
+    /// Source ports for active opens (`ip_local_port_range`).
+    pub ephemeral_ports: (u16, u16),
+    pub neighbor_timeout: Duration,
+    pub arp_retry: Duration,
+    pub arp_tries: u32,
+}
+
+impl StackConfig {
+    pub fn new(mac: EthernetAddress, ip: Ipv4Addr, prefix_len: u8) -> Self {
+        StackConfig {
+            mac,
+            ip,
+            prefix_len,
+            gateway: None,
+            mtu: 1500,
+            tcp: Config::for_mtu(1500),
+            listener: ListenerConfig::default(),
+            max_connections: 1 << 21,
+            max_time_wait: 262_144,
+            tw_reuse: false,
+            ephemeral_ports: (32768, 60999),
+            neighbor_timeout: Duration::from_secs(60),
+            arp_retry: Duration::from_secs(1),
+            arp_tries: 3,
+        }
+    }
+
+    fn on_link(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
+        u32::from(ip) & mask == u32::from(self.ip) & mask
+    }
+}
+
+/// Counters, as `netstat -s` would show them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub malformed: u64,
+    pub not_ours: u64,
+    pub ip_fragments: u64,
+    pub ip_checksum_errors: u64,
+    pub tcp_checksum_errors: u64,
+    pub arp_requests_answered: u64,
+    pub arp_unresolved_drops: u64,
+    pub icmp_echo_replies: u64,
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub resets_sent: u64,
+    pub passive_opens: u64,
+    pub active_opens: u64,
+    pub refused_full: u64,
+    pub time_wait_overflow: u64,
+    pub time_wait_reused: u64,
+    pub control_drops: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no free source port for that destination")]
+    NoPort,
+    #[error("the connection table is full")]
+    TableFull,
+}
+
+pub struct Shard<A: App> {
+    cfg: StackConfig,
+    tcp: Arc<Config>,
+    isn: IsnGenerator,
+    cookie_key: [u8; 16],
+    table: ConnTable<A::State>,
+    listeners: HashMap<u16, Listener<ConnId>>,
+    arp: NeighborCache,
+    wheel: TimerWheel,
+    dirty: Vec<ConnId>,
+    closed: Vec<ConnId>,
+    control: VecDeque<Vec<u8>>,
+    expired: Vec<u32>,
+    scratch: Vec<u8>,
+    time_wait: usize,
+    next_port: u16,
+    stats: ShardStats,
+}
+
+impl<A: App> Shard<A> {
+    /// `secret` keys ISNs and SYN cookies: shards of one stack share it, so
+    /// a cookie issued by one core validates on another.
+    pub fn new(cfg: StackConfig, secret: [u8; 16]) -> Self {
+        let tcp = Arc::new(cfg.tcp.clone());
+        let mut cookie_key = secret;
+        cookie_key[0] ^= 0xc0;
+        Shard {
+            arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
+            next_port: cfg.ephemeral_ports.0,
+            cfg,
+            tcp,
+            isn: IsnGenerator::new(secret),
+            cookie_key,
+            table: ConnTable::default(),
+            listeners: HashMap::new(),
+            wheel: TimerWheel::new(),
+            dirty: Vec::new(),
+            closed: Vec::new(),
+            control: VecDeque::new(),
+            expired: Vec::new(),
+            scratch: Vec::new(),
+            time_wait: 0,
+            stats: ShardStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+    pub fn connections(&self) -> impl Iterator<Item = (ConnId, &Connection)> {
+        self.table.iter().map(|(id, e)| (id, &e.conn))
+    }
+    pub fn connection(&self, id: ConnId) -> Option<&Connection> {
+        self.table.get(id).map(|e| &e.conn)
+    }
+    pub fn listeners(&self) -> impl Iterator<Item = &Listener<ConnId>> {
+        self.listeners.values()
+    }
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait
+    }
+
+    /// Accepts connections on `port`.
+    pub fn listen(&mut self, port: u16) {
+        let listener = Listener::new(
+            SocketAddrV4::new(self.cfg.ip, port),
+            self.cfg.listener,
+            self.tcp.clone(),
+            self.isn.clone(),
+            SynCookies::new(self.cookie_key),
+        );
+        self.listeners.insert(port, listener);
+    }
+
+    /// Runs `f` on a connection, as the application sees it.
+    pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
+        let e = self.table.get_mut(id)?;
+        let r = f(&mut Conn::new(id, &mut e.conn, &mut e.state));
+        self.touch(id);
+        Some(r)
+    }
+
+    /// Queues a gratuitous ARP announcing our address (at start).
+    pub fn announce(&mut self) {
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.cfg.mac,
+            source_protocol_addr: self.cfg.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: self.cfg.ip,
+        };
+        self.push_arp(EthernetAddress::BROADCAST, &arp);
+    }
+
+    /// Active open to `remote` from a free ephemeral port.
+    pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
+        let (lo, hi) = self.cfg.ephemeral_ports;
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            if let Ok(id) = self.connect_from(now, port, remote) {
+                return Ok(id);
+            }
+        }
+        Err(ConnectError::NoPort)
+    }
+
+    /// Active open from a chosen source port (the runtime picks ports whose
+    /// return traffic lands on this core).
+    pub fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
+        let local = SocketAddrV4::new(self.cfg.ip, port);
+        if let Some(old) = self.table.lookup(&tuple(local, remote)) {
+            if !self.can_reuse_time_wait(now, old) {
+                return Err(ConnectError::NoPort);
+            }
+            self.stats.time_wait_reused += 1;
+            self.drop_conn(old);
+        }
+        if self.table.len() >= self.cfg.max_connections {
+            return Err(ConnectError::TableFull);
+        }
+        let iss = self.isn.isn(now, local, remote);
+        let conn = Connection::connect(self.tcp.clone(), local, remote, iss, self.isn.ts_offset(local, remote), now);
+        self.stats.active_opens += 1;
+        let id = self.table.insert(new_entry(conn, false));
+        self.touch(id);
+        Ok(id)
+    }
+
+    /// `tcp_tw_reuse`: TIME_WAIT for over a second, protected by timestamps
+    /// (PAWS rejects the old incarnation's segments).
+    fn can_reuse_time_wait(&self, now: Instant, id: ConnId) -> bool {
+        let Some(e) = self.table.get(id) else { return true };
+        if e.conn.state() == State::Closed {
+            return true;
+        }
+        if !self.cfg.tw_reuse || e.conn.state() != State::TimeWait || !e.conn.timestamps_enabled() {
+            return false;
+        }
+        let entered = e.conn.timer(crate::tcp::Timer::Close).map(|end| end - 2 * self.tcp.msl);
+        entered.is_some_and(|t| now - t >= Duration::from_secs(1))
+    }
+
+    // ---- receive ----------------------------------------------------
+
+    /// Processes one received Ethernet frame.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], app: &mut A) {
+        self.stats.frames_in += 1;
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.cfg.mac && !dst.is_broadcast() {
+            self.stats.not_ours += 1;
+            return;
+        }
+        match eth.ethertype() {
+            EtherType::Arp => self.handle_arp(now, eth.src_addr(), &frame[ETH..]),
+            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr(), &frame[ETH..], app),
+            EtherType::Unknown(_) => self.stats.not_ours += 1,
+        }
+    }
+
+    fn handle_arp(&mut self, now: Instant, _src_mac: EthernetAddress, bytes: &[u8]) {
+        let Ok(repr) = ArpPacket::new_checked(bytes).and_then(|p| ArpRepr::parse(&p)) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let for_us = repr.target_protocol_addr == self.cfg.ip;
+        // RFC 826: merge the sender into the cache if we know it or it asks us.
+        let sender = repr.source_protocol_addr;
+        if (for_us || self.arp.knows(sender)) && self.cfg.on_link(sender) && repr.source_hardware_addr.is_unicast() {
+            let waiting = self.arp.learn(now, sender, repr.source_hardware_addr);
+            for mut frame in waiting {
+                frame[0..6].copy_from_slice(&repr.source_hardware_addr.0);
+                self.push_control(frame);
+            }
+        }
+        if for_us && repr.operation == ArpOperation::Request {
+            self.stats.arp_requests_answered += 1;
+            let reply = ArpRepr {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: self.cfg.mac,
+                source_protocol_addr: self.cfg.ip,
+                target_hardware_addr: repr.source_hardware_addr,
+                target_protocol_addr: sender,
+            };
+            self.push_arp(repr.source_hardware_addr, &reply);
+        }
+    }
+
+    fn handle_ipv4(&mut self, now: Instant, src_mac: EthernetAddress, bytes: &[u8], app: &mut A) {
+        let Ok(packet) = Ipv4Packet::new_checked(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if packet.is_fragment() {
+            self.stats.ip_fragments += 1;
+            return;
+        }
+        let repr = match Ipv4Repr::parse(&packet, true) {
+            Ok(r) => r,
+            Err(_) => {
+                if packet.version() == 4 && !packet.verify_checksum() {
+                    self.stats.ip_checksum_errors += 1;
+                } else {
+                    self.stats.malformed += 1;
+                }
+                return;
+            }
+        };
+        if repr.dst_addr != self.cfg.ip {
+            self.stats.not_ours += 1;
+            return;
+        }
+        // A neighbour that talks to us is alive: refresh what we know of it.
+        if self.cfg.on_link(repr.src_addr) && self.arp.lookup(now, repr.src_addr).is_none() && src_mac.is_unicast() {
+            let waiting = self.arp.learn(now, repr.src_addr, src_mac);
+            for frame in waiting {
+                self.push_control(frame);
+            }
+        }
+        let payload = packet.payload();
+        match repr.protocol {
+            IpProtocol::Icmp => self.handle_icmp(src_mac, &repr, payload),
+            IpProtocol::Tcp => self.handle_tcp(now, &repr, payload, app),
+            _ => self.stats.not_ours += 1,
+        }
+    }
+
+    fn handle_icmp(&mut self, src_mac: EthernetAddress, ip: &Ipv4Repr, bytes: &[u8]) {
+        let Ok(echo) = IcmpPacket::new_checked(bytes).and_then(|p| IcmpEchoRepr::parse(&p)) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if echo.kind != IcmpEchoKind::Request {
+            return;
+        }
+        let reply = IcmpEchoRepr { kind: IcmpEchoKind::Reply, ..echo };
+        let ipr = Ipv4Repr { src_addr: self.cfg.ip, dst_addr: ip.src_addr, protocol: IpProtocol::Icmp, payload_len: reply.buffer_len(), ttl: 64 };
+        let mut frame = vec![0u8; HEADROOM + reply.buffer_len()];
+        reply.emit(&mut IcmpPacket::new_unchecked(&mut frame[HEADROOM..]));
+        ipr.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH..]));
+        EthernetRepr { src_addr: self.cfg.mac, dst_addr: src_mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        self.stats.icmp_echo_replies += 1;
+        self.push_control(frame);
+    }
+
+    fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, bytes: &[u8], app: &mut A) {
+        let seg = match TcpPacket::new_checked(bytes) {
+            Ok(p) => match TcpRepr::parse(&p, ip.src_addr, ip.dst_addr, true) {
+                Ok(s) => s,
+                Err(_) => {
+                    if p.verify_checksum(ip.src_addr, ip.dst_addr) {
+                        self.stats.malformed += 1;
+                    } else {
+                        self.stats.tcp_checksum_errors += 1;
+                    }
+                    return;
+                }
+            },
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.stats.segments_in += 1;
+        let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
+        if let Some(id) = self.table.lookup(&tuple(local, remote)) {
+            let e = self.table.get(id).expect("indexed entry exists");
+            match e.conn.state() {
+                // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
+                State::TimeWait if e.conn.time_wait_accepts_syn(&seg) => self.drop_conn(id),
+                State::Closed => self.drop_conn(id),
+                _ => {
+                    self.deliver(now, id, &seg, app);
+                    return;
+                }
+            }
+        }
+        self.handle_unmatched(now, local, remote, &seg, app);
+    }
+
+    fn handle_unmatched(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A) {
+        let full = self.table.len() >= self.cfg.max_connections;
+        if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
+            let f = seg.flags;
+            if f.syn() && !f.ack() && !f.rst() {
+                if full {
+                    self.stats.refused_full += 1;
+                } else {
+                    let mut out = vec![0u8; HEADROOM + 60];
+                    match listener.on_syn(now, local, remote, seg, &mut out[HEADROOM..]) {
+                        SynOutcome::Accept(conn) => {
+                            self.stats.passive_opens += 1;
+                            let mut entry = new_entry(*conn, true);
+                            entry.half_open = true;
+                            let id = self.table.insert(entry);
+                            self.touch(id);
+                        }
+                        SynOutcome::Cookie(n) => {
+                            out.truncate(HEADROOM + n);
+                            self.push_tcp_control(now, out, local, remote);
+                        }
+                        SynOutcome::Drop => {}
+                    }
+                    return;
+                }
+            } else if !full {
+                if let Some(conn) = listener.on_cookie_ack(now, local, remote, seg) {
+                    self.stats.passive_opens += 1;
+                    let id = self.table.insert(new_entry(*conn, true));
+                    self.after_io(now, id, app);
+                    self.deliver(now, id, seg, app);
+                    return;
+                }
+            }
+        }
+        // RFC 9293 §3.10.7.1: no connection, no listener (or no room): reset.
+        if let Some(rst) = reset_for(seg) {
+            let mut out = vec![0u8; HEADROOM + rst.header_len()];
+            rst.emit_header(&mut out[HEADROOM..]);
+            self.stats.resets_sent += 1;
+            self.push_tcp_control(now, out, local, remote);
+        }
+    }
+
+    /// Feeds a segment to a connection; in-order payload goes to the
+    /// application in place.
+    fn deliver(&mut self, now: Instant, id: ConnId, seg: &TcpRepr<'_>, app: &mut A) {
+        let Some(e) = self.table.get_mut(id) else { return };
+        if e.half_open && e.conn.state() == State::SynReceived && seg.flags.ack() {
+            let port = e.conn.local().port();
+            if let Some(l) = self.listeners.get_mut(&port) {
+                if !l.can_complete() {
+                    return; // accept queue full: the peer will resend its ACK
+                }
+            }
+        }
+        let direct = e.conn.handle_segment_direct(now, seg);
+        if !direct.is_empty() {
+            // A connection's first data can ride on the handshake's last ACK:
+            // announce it before handing over data.
+            if !e.announced && e.conn.state().is_synchronized() {
+                e.conn.complete_direct(direct);
+            } else {
+                let n = app.on_data(&mut Conn::new(id, &mut e.conn, &mut e.state), direct).min(direct.len());
+                e.conn.complete_direct(&direct[n..]);
+            }
+        }
+        self.after_io(now, id, app);
+    }
+
+    /// Runs the application callbacks for a connection's events and keeps
+    /// its bookkeeping (dirty list, timer, TIME_WAIT count) current.
+    fn after_io(&mut self, now: Instant, id: ConnId, app: &mut A) {
+        loop {
+            let Some(e) = self.table.get_mut(id) else { return };
+            let Some(ev) = e.conn.poll_event() else { break };
+            match ev {
+                Event::Connected => {
+                    if e.half_open {
+                        e.half_open = false;
+                        if let Some(l) = self.listeners.get_mut(&e.conn.local().port()) {
+                            l.on_established(id, true);
+                            let _ = l.accept();
+                        }
+                    }
+                    e.announced = true;
+                    let mut c = Conn::new(id, &mut e.conn, &mut e.state);
+                    if e.passive {
+                        app.on_accept(&mut c);
+                    } else {
+                        app.on_connected(&mut c);
+                    }
+                    // Data that arrived with the handshake waits in the buffer.
+                    self.offer_buffered(id, app);
+                }
+                Event::Readable => self.offer_buffered(id, app),
+                Event::Writable => app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state)),
+                Event::PeerClosed => {
+                    // Anything still buffered comes before the FIN.
+                    self.offer_buffered(id, app);
+                    if let Some(e) = self.table.get_mut(id) {
+                        app.on_peer_closed(&mut Conn::new(id, &mut e.conn, &mut e.state));
+                    }
+                }
+                Event::Closed(_) => {
+                    if e.half_open {
+                        e.half_open = false;
+                        if let Some(l) = self.listeners.get_mut(&e.conn.local().port()) {
+                            l.on_half_open_closed();
+                        }
+                    }
+                }
+            }
+        }
+        self.touch(id);
+        self.account_time_wait(id, app);
+        let _ = now;
+    }
+
+    /// Offers buffered received data to the application (copied out of the
+    /// ring into scratch, so the callback may use the connection freely).
+    fn offer_buffered(&mut self, id: ConnId, app: &mut A) {
+        let Some(e) = self.table.get_mut(id) else { return };
+        if !e.announced {
+            return;
+        }
+        loop {
+            let (a, b) = e.conn.recv_slices();
+            if a.is_empty() {
+                return;
+            }
+            self.scratch.clear();
+            self.scratch.extend_from_slice(a);
+            self.scratch.extend_from_slice(b);
+            e.conn.begin_read();
+            let n = app.on_data(&mut Conn::new(id, &mut e.conn, &mut e.state), &self.scratch).min(self.scratch.len());
+            e.conn.end_read(n);
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
+    /// TIME_WAIT bookkeeping. For the application a connection in TIME_WAIT
+    /// is finished (as a closed socket is in Linux): it gets `on_closed` now.
+    fn account_time_wait(&mut self, id: ConnId, app: &mut A) {
+        let Some(e) = self.table.get_mut(id) else { return };
+        let tw = e.conn.state() == State::TimeWait;
+        if tw && e.announced {
+            e.announced = false;
+            app.on_closed(id, std::mem::take(&mut e.state), crate::tcp::CloseReason::Normal);
+        }
+        if tw && !e.in_time_wait {
+            if self.time_wait >= self.cfg.max_time_wait {
+                // tcp_max_tw_buckets: skip TIME_WAIT rather than hold more.
+                self.stats.time_wait_overflow += 1;
+                self.drop_conn(id);
+                return;
+            }
+            e.in_time_wait = true;
+            self.time_wait += 1;
+        } else if !tw && e.in_time_wait {
+            e.in_time_wait = false;
+            self.time_wait -= 1;
+        }
+    }
+
+    /// Marks a connection as possibly having output, and (re)schedules its timer.
+    fn touch(&mut self, id: ConnId) {
+        let Some(e) = self.table.get_mut(id) else { return };
+        if !e.dirty {
+            e.dirty = true;
+            self.dirty.push(id);
+        }
+        if let Some(at) = e.conn.poll_timeout() {
+            if at.as_nanos() < e.scheduled {
+                e.scheduled = at.as_nanos();
+                self.wheel.schedule(id.0, at);
+            }
+        }
+    }
+
+    /// Removes a connection without telling the application (TIME_WAIT
+    /// reuse or overflow: it was already told it closed).
+    fn drop_conn(&mut self, id: ConnId) {
+        if let Some(e) = self.table.remove(id) {
+            if e.in_time_wait {
+                self.time_wait -= 1;
+            }
+        }
+    }
+
+    // ---- timers -----------------------------------------------------
+
+    /// The next instant `handle_timeout` has work, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let wheel = self.wheel.next_deadline();
+        let arp = self.arp.next_deadline();
+        let now_work = (!self.closed.is_empty()).then_some(Instant::ZERO);
+        [wheel, arp, now_work].into_iter().flatten().min()
+    }
+
+    /// Fires due connection timers, retries ARP, and retires closed
+    /// connections (calling `on_closed`).
+    pub fn handle_timeout(&mut self, now: Instant, app: &mut A) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(now, &mut expired);
+        for raw in expired.drain(..) {
+            let id = ConnId(raw);
+            let Some(e) = self.table.get_mut(id) else { continue };
+            e.scheduled = UNSCHEDULED;
+            if e.conn.poll_timeout().is_some_and(|t| t <= now) {
+                e.conn.handle_timeout(now);
+            }
+            self.after_io(now, id, app);
+        }
+        self.expired = expired;
+
+        let work = self.arp.tick(now);
+        self.stats.arp_unresolved_drops += work.dropped as u64;
+        for ip in work.requests {
+            self.request_arp(ip);
+        }
+
+        for id in std::mem::take(&mut self.closed) {
+            if let Some(e) = self.table.get(id) {
+                if e.conn.is_closed() {
+                    let reason = e.conn.close_reason();
+                    let e = self.table.remove(id).expect("present");
+                    if e.in_time_wait {
+                        self.time_wait -= 1;
+                    }
+                    if e.announced {
+                        app.on_closed(id, e.state, reason);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- transmit ---------------------------------------------------
+
+    /// Writes the next frame to send into `buf` (at least MTU + 14 bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(frame) = self.control.pop_front() {
+            let n = frame.len().min(buf.len());
+            buf[..n].copy_from_slice(&frame[..n]);
+            self.stats.frames_out += 1;
+            return Some(n);
+        }
+        let room = (self.cfg.mtu + ETH).min(buf.len());
+        while let Some(&id) = self.dirty.last() {
+            let Some(e) = self.table.get_mut(id) else {
+                self.dirty.pop();
+                continue;
+            };
+            let Some(len) = e.conn.poll_transmit(now, &mut buf[HEADROOM..room]) else {
+                e.dirty = false;
+                self.dirty.pop();
+                if e.conn.state() == State::Closed {
+                    self.closed.push(id);
+                }
+                self.touch_timer_only(id);
+                continue;
+            };
+            let (local, remote) = (e.conn.local(), e.conn.remote());
+            self.stats.segments_out += 1;
+            let hop = self.next_hop(*remote.ip());
+            let mac = hop.and_then(|h| self.arp.lookup(now, h));
+            self.wrap(buf, len, *local.ip(), *remote.ip(), mac.unwrap_or(EthernetAddress([0; 6])));
+            match (hop, mac) {
+                (_, Some(_)) => {
+                    self.stats.frames_out += 1;
+                    return Some(HEADROOM + len);
+                }
+                (Some(hop), None) => {
+                    let (fresh, dropped) = self.arp.queue(now, hop, buf[..HEADROOM + len].to_vec());
+                    self.stats.arp_unresolved_drops += dropped as u64;
+                    if fresh {
+                        self.request_arp(hop);
+                        return self.poll_transmit(now, buf);
+                    }
+                }
+                (None, None) => self.stats.arp_unresolved_drops += 1,
+            }
+        }
+        None
+    }
+
+    /// After output, a connection's timer may have moved earlier (a new RTO).
+    fn touch_timer_only(&mut self, id: ConnId) {
+        let Some(e) = self.table.get_mut(id) else { return };
+        if let Some(at) = e.conn.poll_timeout() {
+            if at.as_nanos() < e.scheduled {
+                e.scheduled = at.as_nanos();
+                self.wheel.schedule(id.0, at);
+            }
+        }
+    }
+
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.cfg.on_link(dst) { Some(dst) } else { self.cfg.gateway }
+    }
+
+    fn wrap(&self, buf: &mut [u8], tcp_len: usize, src: Ipv4Addr, dst: Ipv4Addr, mac: EthernetAddress) {
+        Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp_len, ttl: 64 }
+            .emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..]));
+        EthernetRepr { src_addr: self.cfg.mac, dst_addr: mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    }
+
+    fn push_control(&mut self, frame: Vec<u8>) {
+        if self.control.len() >= CONTROL_LIMIT {
+            self.stats.control_drops += 1;
+            return;
+        }
+        self.control.push_back(frame);
+    }
+
+    /// A TCP segment written at `frame[HEADROOM..]` without a connection:
+    /// checksum it, wrap it, and send it (or wait for ARP).
+    fn push_tcp_control(&mut self, now: Instant, mut frame: Vec<u8>, local: SocketAddrV4, remote: SocketAddrV4) {
+        let len = frame.len() - HEADROOM;
+        TcpPacket::new_unchecked(&mut frame[HEADROOM..]).fill_checksum(*local.ip(), *remote.ip());
+        let Some(hop) = self.next_hop(*remote.ip()) else { return };
+        // The peer just sent to us, so its MAC is normally known.
+        let mac = self.arp.lookup(now, hop);
+        self.wrap(&mut frame, len, *local.ip(), *remote.ip(), mac.unwrap_or(EthernetAddress::BROADCAST));
+        if mac.is_some() {
+            self.push_control(frame);
+        }
+    }
+
+    fn push_arp(&mut self, dst: EthernetAddress, arp: &ArpRepr) {
+        let mut frame = vec![0u8; ETH + arp.buffer_len()];
+        EthernetRepr { src_addr: self.cfg.mac, dst_addr: dst, ethertype: EtherType::Arp }.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        arp.emit(&mut ArpPacket::new_unchecked(&mut frame[ETH..]));
+        self.push_control(frame);
+    }
+
+    fn request_arp(&mut self, ip: Ipv4Addr) {
+        let req = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.cfg.mac,
+            source_protocol_addr: self.cfg.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        self.push_arp(EthernetAddress::BROADCAST, &req);
+    }
+}
+
+fn new_entry<S: Default>(conn: Connection, passive: bool) -> Entry<S> {
+    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, passive }
+}
