@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # xdptcp's test command (what CI runs): installs what it needs, then runs
 #   1. a short fuzz smoke over every wire parser (FUZZ_SECONDS each, default 10);
-#   2. every cargo test of the workspace, the full simulated-network matrix included.
+#   2. every cargo test of the workspace, the full simulated-network matrix included;
+#   3. as root: the AF_XDP datapath over a veth pair against the kernel's TCP
+#      (scripts/veth-tests.sh, in its own namespaces).
 # Usage: scripts/test.sh [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,9 @@ for arg in "$@"; do
     esac
 done
 
-deps_apt tcpdump
+# Build: clang for the XDP program, and what xsk-rs's C dependencies need.
+# Tests: tcpdump, and for the veth tests iproute2, ethtool, nftables, ping, curl.
+deps_apt clang libelf-dev zlib1g-dev m4 make pkg-config tcpdump iproute2 ethtool nftables iputils-ping curl
 
 if [ "$fuzz" = 1 ] && [ -d fuzz ]; then
     deps_cargo_fuzz
@@ -31,7 +35,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+
+if [ "$(id -u)" = 0 ]; then
+    echo "== veth tests (AF_XDP against the kernel's TCP)"
+    cargo build --release --bin xdptcp 2>&1 | tail -n 1
+    bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
+else
+    echo "== veth tests NOT run: they need root (CI runs them as root)"
+fi
 # One closing line over every test binary: "summary: N passed, N failed".
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^(test result:|veth summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -8,8 +8,12 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod apps;
+pub mod runtime;
 pub mod sim;
 pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod wire;
+#[allow(unsafe_code)]
+pub mod xdp;

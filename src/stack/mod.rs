@@ -510,7 +510,12 @@ impl<A: App> Shard<A> {
                     self.offer_buffered(id, app);
                 }
                 Event::Readable => self.offer_buffered(id, app),
-                Event::Writable => app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state)),
+                Event::Writable => {
+                    app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state));
+                    // Data the application left unread for lack of send space
+                    // (an echo) is offered again now that there is space.
+                    self.offer_buffered(id, app);
+                }
                 Event::PeerClosed => {
                     // Anything still buffered comes before the FIN.
                     self.offer_buffered(id, app);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The standard test topology: two network namespaces joined by a veth pair.
+#
+#   stack ns  <NAME>-s : veth <NAME>s0, no kernel address (xdptcp owns 198.18.0.1)
+#   peer ns   <NAME>-p : veth <NAME>p0, 198.18.0.2/24, tx checksum offload off
+#
+# Usage: scripts/netns.sh up|down [--name NAME] [--queues N] [--mtu M]
+# NAME defaults to "xt$$"-style unique names when not given; it is printed.
+set -euo pipefail
+
+cmd=${1:-}; shift || true
+name="xt$RANDOM"; queues=1; mtu=1500
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --name) name=$2; shift 2 ;;
+        --queues) queues=$2; shift 2 ;;
+        --mtu) mtu=$2; shift 2 ;;
+        *) echo "usage: $0 up|down [--name NAME] [--queues N] [--mtu M]" >&2; exit 2 ;;
+    esac
+done
+sns="$name-s"; pns="$name-p"; sdev="${name}s0"; pdev="${name}p0"
+
+case "$cmd" in
+    up)
+        ip netns add "$sns"
+        ip netns add "$pns"
+        ip link add "$sdev" numrxqueues "$queues" numtxqueues "$queues" type veth \
+            peer name "$pdev" numrxqueues "$queues" numtxqueues "$queues"
+        ip link set "$sdev" netns "$sns"
+        ip link set "$pdev" netns "$pns"
+        ip -n "$sns" link set lo up
+        ip -n "$pns" link set lo up
+        ip -n "$sns" link set "$sdev" mtu "$mtu" up
+        ip -n "$pns" link set "$pdev" mtu "$mtu" up
+        ip -n "$pns" addr add 198.18.0.2/24 dev "$pdev"
+        # The peer kernel must send full checksums and MTU-sized frames
+        # (see shared/ENVIRONMENT.md): turn off its TX checksum offload.
+        ip netns exec "$pns" ethtool -K "$pdev" tx off >/dev/null
+        echo "NAME=$name STACK_NS=$sns PEER_NS=$pns STACK_DEV=$sdev PEER_DEV=$pdev STACK_IP=198.18.0.1 PEER_IP=198.18.0.2"
+        ;;
+    down)
+        ip netns del "$sns" 2>/dev/null || true
+        ip netns del "$pns" 2>/dev/null || true
+        ;;
+    *)
+        echo "usage: $0 up|down [--name NAME] [--queues N] [--mtu M]" >&2
+        exit 2
+        ;;
+esac

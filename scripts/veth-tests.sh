@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# xdptcp over a veth pair, against the kernel's own TCP as the peer
+# (Python sockets, curl, ping, tcpdump). Needs root. Every run uses its own
+# uniquely named namespaces, removes them on exit (even on failure), and
+# bounds each step in time. Ends with "veth summary: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "veth tests need root (CAP_NET_ADMIN, CAP_BPF)" >&2; exit 1; }
+
+BIN=${XDPTCP_BIN:-target/release/xdptcp}
+NAME="xv$$$RANDOM"
+SNS="$NAME-s"; PNS="$NAME-p"; SDEV="${NAME}s0"; PDEV="${NAME}p0"
+WORK=$(mktemp -d)
+SERVER_PID=""
+passed=0; failed=0
+
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+    scripts/netns.sh down --name "$NAME"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+result() { # name status
+    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "veth: PASS $1"; else failed=$((failed + 1)); echo "veth: FAIL $1"; fi
+}
+
+check() { # name command...
+    local name=$1; shift
+    # In this shell, not a subshell: start/stop_server keep SERVER_PID.
+    "$@" > "$WORK/step.out" 2>&1; local st=$?
+    sed 's/^/    /' "$WORK/step.out" | tail -5
+    result "$name" "$st"
+}
+
+peer() { timeout 180 ip netns exec "$PNS" "$@"; }
+
+start_server() { # args...
+    ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 "$@" > "$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        grep -q "serving" "$WORK/server.log" 2>/dev/null && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server did not start:"; cat "$WORK/server.log"
+    return 1
+}
+
+stop_server() { # → 0 if it exited 0 and left no XDP program attached
+    kill -INT "$SERVER_PID"
+    # The worker notices within its longest poll sleep; give it 10 s.
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$SERVER_PID"; local st=$?
+    SERVER_PID=""
+    if [ "$st" != 0 ]; then echo "exit status $st"; cat "$WORK/server.log"; return 1; fi
+    if ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"; then echo "XDP program still attached"; return 1; fi
+    return 0
+}
+
+queues=${VETH_QUEUES:-2}
+scripts/netns.sh up --name "$NAME" --queues "$queues" > /dev/null || { echo "netns setup failed"; exit 1; }
+
+# --- echo server, with a capture --------------------------------------
+start_server --port 7 --app echo --pcap "$WORK/cap.pcap" || { result start-echo 1; exit 1; }
+check "ping gets replies" peer ping -c 3 -i 0.2 -W 2 198.18.0.1
+check "echo 1 MiB verified by hash" peer python3 tests/veth/peer.py echo 1048576
+check "200 concurrent connections verified" peer python3 tests/veth/peer.py concurrent 200 20000
+check "half-close works" peer python3 tests/veth/peer.py half-close
+check "closed port is refused" peer python3 tests/veth/peer.py refused 9
+check "after a peer RST mid-transfer a new connection works" peer python3 tests/veth/peer.py rst-then-new
+# 5 % loss each way on the peer's veth (no netem here: nftables).
+peer nft -f - <<NFT
+table netdev xvloss {
+    chain in { type filter hook ingress device "$PDEV" priority 0; numgen random mod 100 < 5 drop; }
+    chain out { type filter hook egress device "$PDEV" priority 0; numgen random mod 100 < 5 drop; }
+}
+NFT
+check "echo 2 MiB intact under 5 % loss both ways" peer python3 tests/veth/peer.py echo 2097152
+peer nft delete table netdev xvloss
+check "SIGINT: exit 0 and XDP detached" stop_server
+pcap_text() { for f in "$WORK"/cap*.pcap; do tcpdump -nn -r "$f" 2>/dev/null; done; }
+check "--pcap parses in tcpdump and shows the handshake" bash -c "$(declare -f pcap_text); WORK='$WORK'; pcap_text | grep -q 'Flags \[S\]' && pcap_text | grep -q 'Flags \[S\.\]'"
+
+# --- immediate restart: discard -----------------------------------------
+check "immediate restart works" start_server --port 9999 --app discard
+check "200 MiB to discard" peer python3 tests/veth/peer.py discard 200
+check "SIGINT after discard: exit 0 and XDP detached" stop_server
+
+# --- http ----------------------------------------------------------------
+check "restart as an HTTP server" start_server --port 80 --app http
+check "curl gets 200" bash -c "timeout 30 ip netns exec '$PNS' curl -sf --max-time 5 http://198.18.0.1/ | grep -q 'hello from xdptcp'"
+check "1000 keep-alive requests" peer python3 tests/veth/peer.py keepalive-http 1000
+check "SIGINT after http: exit 0 and XDP detached" stop_server
+
+# --- two queues: flows spread and each worker serves its own -------------
+if [ "$queues" -ge 2 ]; then
+    start_server --port 7 --app echo --queues 2 --xdp-mode native || { result "2 queues in native mode" 1; exit 1; }
+    peer python3 tests/veth/peer.py concurrent 64 20000 > /dev/null 2>&1; st=$?
+    stop_server > /dev/null
+    q0=$(grep -o 'queue 0: ShardStats { frames_in: [0-9]*' "$WORK/server.log" | grep -o '[0-9]*$')
+    q1=$(grep -o 'queue 1: ShardStats { frames_in: [0-9]*' "$WORK/server.log" | grep -o '[0-9]*$')
+    echo "    frames per queue: q0=${q0:-?} q1=${q1:-?}"
+    [ "$st" = 0 ] && [ "${q0:-0}" -gt 0 ] && [ "${q1:-0}" -gt 0 ]; result "2 queues in native mode: flows on both workers" $?
+fi
+
+echo "veth summary: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,117 @@
+//! The servers `xdptcp serve --app` runs: echo, discard and a minimal
+//! HTTP/1.1 responder with keep-alive.
+
+use crate::app::{App, Conn};
+
+/// Sends back what it receives; closes after the peer's FIN once
+/// everything has been echoed.
+#[derive(Default)]
+pub struct Echo;
+
+#[derive(Default)]
+pub struct EchoState {
+    peer_closed: bool,
+}
+
+impl App for Echo {
+    type State = EchoState;
+    fn on_data(&mut self, c: &mut Conn<'_, EchoState>, data: &[u8]) -> usize {
+        // Whatever does not fit in the send buffer stays unread and is
+        // offered again when space frees (backpressure, no copy of our own).
+        c.send(data).unwrap_or(0)
+    }
+    fn on_writable(&mut self, c: &mut Conn<'_, EchoState>) {
+        if c.state().peer_closed && c.tcp().recv_queue() == 0 {
+            c.close();
+        }
+    }
+    fn on_peer_closed(&mut self, c: &mut Conn<'_, EchoState>) {
+        c.state().peer_closed = true;
+        if c.tcp().recv_queue() == 0 {
+            c.close();
+        }
+    }
+}
+
+/// Reads and drops everything; closes after the peer's FIN.
+#[derive(Default)]
+pub struct Discard;
+
+impl App for Discard {
+    type State = ();
+    fn on_data(&mut self, _c: &mut Conn<'_, ()>, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn on_peer_closed(&mut self, c: &mut Conn<'_, ()>) {
+        c.close();
+    }
+}
+
+/// Answers every HTTP/1.1 request with 200 and a short body. Keep-alive
+/// unless the request says `Connection: close`.
+#[derive(Default)]
+pub struct Http;
+
+#[derive(Default)]
+pub struct HttpState {
+    /// Bytes of an incomplete request head seen so far.
+    partial: Vec<u8>,
+    close_after: bool,
+}
+
+pub const HTTP_BODY: &[u8] = b"hello from xdptcp\n";
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+impl App for Http {
+    type State = HttpState;
+    fn on_data(&mut self, c: &mut Conn<'_, HttpState>, data: &[u8]) -> usize {
+        let mut input = data;
+        loop {
+            let state = c.state();
+            let (request, used) = if state.partial.is_empty() {
+                match head_end(input) {
+                    Some(end) => (input[..end].to_vec(), end),
+                    None => {
+                        state.partial.extend_from_slice(input);
+                        return data.len();
+                    }
+                }
+            } else {
+                state.partial.extend_from_slice(input);
+                match head_end(&state.partial) {
+                    Some(end) => {
+                        let used = input.len() - (state.partial.len() - end);
+                        let req = state.partial[..end].to_vec();
+                        state.partial.clear();
+                        (req, used)
+                    }
+                    None => return data.len(),
+                }
+            };
+            let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            let close = text.contains("\r\nconnection: close");
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+                HTTP_BODY.len(),
+                if close { "close" } else { "keep-alive" }
+            );
+            let _ = c.send(response.as_bytes());
+            let _ = c.send(HTTP_BODY);
+            if close {
+                c.state().close_after = true;
+                c.close();
+                return data.len();
+            }
+            input = &input[used..];
+            if input.is_empty() {
+                return data.len();
+            }
+        }
+    }
+    fn on_peer_closed(&mut self, c: &mut Conn<'_, HttpState>) {
+        c.close();
+    }
+}

@@ -1,0 +1,8 @@
+//! AF_XDP: the only module with `unsafe`. It owns UMEM, rings, sockets and
+//! the XDP program. Every `unsafe` block says why it is sound.
+
+pub mod program;
+pub mod socket;
+
+pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
+pub use socket::{QueueConfig, QueueStats, SocketError, XskQueue};

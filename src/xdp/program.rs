@@ -1,0 +1,116 @@
+//! Loading and attaching the XDP program, its maps, and its counters.
+//!
+//! The program is attached through a bpf_link (aya), so the kernel removes
+//! it if xdptcp dies; dropping [`SteerProgram`] detaches it on a clean exit.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{Array, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpFlags};
+use aya::Ebpf;
+
+/// The object built by build.rs from bpf/xdp_steer.c.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
+
+/// Mirrors `struct steer_config` in bpf/xdp_steer.c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct SteerConfig {
+    ipv4: u32,
+    port: u16,
+    pad: u16,
+}
+
+// SAFETY: SteerConfig is repr(C), Copy, and every bit pattern is valid; it is
+// the value type of the program's `steer_config` array map.
+unsafe impl aya::Pod for SteerConfig {}
+
+/// Counter indices, as in bpf/xdp_steer.c.
+pub const COUNTER_NAMES: [&str; 5] = ["redirected", "passed", "arp", "icmp", "tcp"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("loading the XDP program failed (needs root, or CAP_BPF and CAP_NET_ADMIN): {0}")]
+    Load(String),
+    #[error("attaching the XDP program to {iface} failed: {reason}. If another XDP program is attached, remove it with `ip link set dev {iface} xdp off`")]
+    Attach { iface: String, reason: String },
+    #[error("configuring the XDP program's maps failed: {0}")]
+    Map(String),
+}
+
+/// The loaded and attached program.
+pub struct SteerProgram {
+    bpf: Ebpf,
+    mode: XdpMode,
+}
+
+impl SteerProgram {
+    /// Loads the program, tells it the stack's address (and port, 0 for
+    /// all), and attaches it to `iface`: native mode where the driver
+    /// supports it (or as asked), else generic.
+    pub fn attach(iface: &str, ip: Ipv4Addr, port: u16, mode: XdpMode) -> Result<SteerProgram, ProgramError> {
+        let mut bpf = Ebpf::load(OBJECT).map_err(|e| ProgramError::Load(e.to_string()))?;
+        {
+            let map = bpf.map_mut("steer_config").ok_or_else(|| ProgramError::Map("no steer_config map".into()))?;
+            let mut cfg: Array<_, SteerConfig> = Array::try_from(map).map_err(|e| ProgramError::Map(e.to_string()))?;
+            let value = SteerConfig { ipv4: u32::from_ne_bytes(ip.octets()), port: port.to_be(), pad: 0 };
+            cfg.set(0, value, 0).map_err(|e| ProgramError::Map(e.to_string()))?;
+        }
+        let prog: &mut Xdp = bpf
+            .program_mut("xdp_steer")
+            .ok_or_else(|| ProgramError::Load("no xdp_steer program in the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| ProgramError::Load(e.to_string()))?;
+        prog.load().map_err(|e| ProgramError::Load(e.to_string()))?;
+        let attach = |prog: &mut Xdp, flags| prog.attach(iface, flags).map_err(|e| e.to_string());
+        let got = match mode {
+            XdpMode::Native => attach(prog, XdpFlags::DRV_MODE).map(|_| XdpMode::Native),
+            XdpMode::Generic => attach(prog, XdpFlags::SKB_MODE).map(|_| XdpMode::Generic),
+            XdpMode::Auto => match attach(prog, XdpFlags::DRV_MODE) {
+                Ok(_) => Ok(XdpMode::Native),
+                Err(native) => {
+                    log::warn!("native XDP on {iface} refused ({native}); falling back to generic mode");
+                    attach(prog, XdpFlags::SKB_MODE).map(|_| XdpMode::Generic)
+                }
+            },
+        };
+        let mode = got.map_err(|reason| ProgramError::Attach { iface: iface.into(), reason })?;
+        log::info!("XDP program attached to {iface} in {} mode", if mode == XdpMode::Native { "native" } else { "generic" });
+        Ok(SteerProgram { bpf, mode })
+    }
+
+    /// The mode the program runs in.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// Steers queue `queue` into the AF_XDP socket `fd`.
+    pub fn register(&mut self, queue: u32, fd: std::os::fd::RawFd) -> Result<(), ProgramError> {
+        let map = self.bpf.map_mut("xsks_map").ok_or_else(|| ProgramError::Map("no xsks_map".into()))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| ProgramError::Map(e.to_string()))?;
+        // SAFETY: `fd` is an open AF_XDP socket that outlives its map entry
+        // (the program is detached before the sockets are closed).
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        xsks.set(queue, borrowed, 0).map_err(|e| ProgramError::Map(e.to_string()))
+    }
+
+    /// The per-CPU counters, summed over CPUs.
+    pub fn counters(&self) -> [u64; 5] {
+        let mut out = [0u64; 5];
+        let Some(map) = self.bpf.map("counters") else { return out };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return out };
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = arr.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+}

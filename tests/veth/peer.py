@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Client-side checks run in the peer namespace with the kernel's own TCP.
+Usage: peer.py CHECK [ARGS]; prints one line and exits 0 on success."""
+import hashlib
+import os
+import socket
+import sys
+import threading
+import time
+
+HOST = "198.18.0.1"
+
+
+def echo(n, port=7, timeout=30):
+    data = os.urandom(n)
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    got = bytearray()
+
+    def writer():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    t.join()
+    s.close()
+    if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
+        raise SystemExit(f"echo mismatch: sent {n}, got {len(got)}")
+    return len(got)
+
+
+def check_echo(n="1048576"):
+    print("echo", echo(int(n)), "bytes verified by hash")
+
+
+def check_concurrent(count="200", n="20000"):
+    count, n = int(count), int(n)
+    errors = []
+
+    def one():
+        try:
+            echo(n)
+        except BaseException as e:  # noqa: BLE001 - report any failure
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} of {count} failed: {errors[:3]}")
+    print(count, "concurrent connections echoed and verified")
+
+
+def check_refused(port="9"):
+    try:
+        socket.create_connection((HOST, int(port)), timeout=5)
+    except ConnectionRefusedError:
+        print("connection to closed port", port, "refused")
+        return
+    raise SystemExit("connection to a closed port was not refused")
+
+
+def check_half_close():
+    s = socket.create_connection((HOST, 7), timeout=10)
+    s.sendall(b"half-close works")
+    s.shutdown(socket.SHUT_WR)  # our FIN; we keep reading
+    got = b""
+    while True:
+        c = s.recv(4096)
+        if not c:
+            break
+        got += c
+    if got != b"half-close works":
+        raise SystemExit(f"half-close: got {got!r}")
+    print("half-close: data echoed after our FIN, then their FIN")
+
+
+def check_discard(mib="200"):
+    n = int(mib) << 20
+    s = socket.create_connection((HOST, 9999), timeout=30)
+    chunk = b"\0" * (1 << 20)
+    t0 = time.time()
+    sent = 0
+    while sent < n:
+        s.sendall(chunk)
+        sent += len(chunk)
+    s.shutdown(socket.SHUT_WR)
+    if s.recv(1) != b"":
+        raise SystemExit("discard answered with data")
+    s.close()
+    dt = time.time() - t0
+    print(f"discard: {mib} MiB in {dt:.2f}s ({n * 8 / dt / 1e9:.2f} Gbit/s)")
+
+
+def check_rst_then_new():
+    s = socket.create_connection((HOST, 7), timeout=10)
+    s.sendall(os.urandom(200000))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()  # linger 0: RST mid-transfer
+    time.sleep(0.2)
+    echo(100000)
+    print("after a RST mid-transfer, a new connection works")
+
+
+def check_keepalive_http(count="1000"):
+    count = int(count)
+    s = socket.create_connection((HOST, 80), timeout=10)
+    f = s.makefile("rb")
+    for _ in range(count):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status = f.readline()
+        if not status.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"bad status {status!r}")
+        length = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        f.read(length)
+    s.close()
+    print(count, "keep-alive requests answered on one connection")
+
+
+if __name__ == "__main__":
+    globals()["check_" + sys.argv[1].replace("-", "_")](*sys.argv[2:])
