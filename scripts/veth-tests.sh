@@ -66,6 +66,7 @@ start_server --port 7 --app echo --pcap "$WORK/cap.pcap" || { result start-echo 
 check "ping gets replies" peer ping -c 3 -i 0.2 -W 2 198.18.0.1
 check "echo 1 MiB verified by hash" peer python3 tests/veth/peer.py echo 1048576
 check "200 concurrent connections verified" peer python3 tests/veth/peer.py concurrent 200 20000
+check "5000 concurrent connections" peer bash -c "ulimit -n 20000 && python3 tests/veth/peer.py many 5000 100"
 check "half-close works" peer python3 tests/veth/peer.py half-close
 check "closed port is refused" peer python3 tests/veth/peer.py refused 9
 check "after a peer RST mid-transfer a new connection works" peer python3 tests/veth/peer.py rst-then-new

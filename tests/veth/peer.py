@@ -58,6 +58,49 @@ def check_concurrent(count="200", n="20000"):
     print(count, "concurrent connections echoed and verified")
 
 
+def check_many(count="5000", n="100"):
+    """`count` connections open at once, each echoing `n` bytes, driven by
+    one selector loop (threads would not scale to thousands)."""
+    import selectors
+
+    count, n = int(count), int(n)
+    sel = selectors.DefaultSelector()
+    conns = {}
+    deadline = time.time() + 120
+    for i in range(count):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((HOST, 7))
+        payload = i.to_bytes(4, "big") * (n // 4)
+        conns[s] = {"out": payload, "want": payload, "got": b"", "sent": False}
+        sel.register(s, selectors.EVENT_WRITE | selectors.EVENT_READ)
+    done = 0
+    opened = 0
+    while done < count and time.time() < deadline:
+        for key, ev in sel.select(timeout=1):
+            s = key.fileobj
+            c = conns[s]
+            if ev & selectors.EVENT_WRITE and not c["sent"]:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    raise SystemExit("connect failed")
+                opened += 1
+                s.sendall(c["out"])
+                c["sent"] = True
+                sel.modify(s, selectors.EVENT_READ)
+            elif ev & selectors.EVENT_READ:
+                data = s.recv(65536)
+                c["got"] += data
+                if len(c["got"]) >= len(c["want"]) or not data:
+                    if c["got"] != c["want"]:
+                        raise SystemExit("wrong echo")
+                    done += 1
+                    sel.unregister(s)
+                    s.close()
+    if done < count:
+        raise SystemExit(f"only {done} of {count} connections echoed ({opened} opened)")
+    print(count, "concurrent connections, each echoed and verified")
+
+
 def check_refused(port="9"):
     try:
         socket.create_connection((HOST, int(port)), timeout=5)
