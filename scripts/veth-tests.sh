@@ -62,11 +62,22 @@ queues=${VETH_QUEUES:-2}
 scripts/netns.sh up --name "$NAME" --queues "$queues" > /dev/null || { echo "netns setup failed"; exit 1; }
 
 # --- echo server, with a capture --------------------------------------
-start_server --port 7 --app echo --pcap "$WORK/cap.pcap" || { result start-echo 1; exit 1; }
+start_server --port 7 --app echo --pcap "$WORK/cap.pcap" --control "$WORK/ctl.sock" || { result start-echo 1; exit 1; }
 check "ping gets replies" peer ping -c 3 -i 0.2 -W 2 198.18.0.1
 check "echo 1 MiB verified by hash" peer python3 tests/veth/peer.py echo 1048576
 check "200 concurrent connections verified" peer python3 tests/veth/peer.py concurrent 200 20000
 check "5000 concurrent connections" peer bash -c "ulimit -n 20000 && python3 tests/veth/peer.py many 5000 100"
+ss_shows_connection() {
+    peer python3 -c "import socket, time; s = socket.create_connection(('198.18.0.1', 7)); time.sleep(3)" &
+    local holder=$!
+    sleep 1
+    "$BIN" ss -i --control "$WORK/ctl.sock" > "$WORK/ss.txt"
+    wait "$holder"
+    cat "$WORK/ss.txt"
+    grep -q "^ESTAB .* 198.18.0.1:7 .*198.18.0.2:" "$WORK/ss.txt" && grep -q "cwnd:" "$WORK/ss.txt"
+}
+check "xdptcp ss -i lists an open connection" ss_shows_connection
+check "xdptcp stats --json counts opens, segments and XDP redirects" bash -c "'$BIN' stats --json --control '$WORK/ctl.sock' | python3 -c \"import json, sys; d = json.load(sys.stdin); t = d['total']; assert t['passive_opens'] >= 5000 and t['segments_in'] > 0 and d['xdp']['redirected'] > 0 and len(d['per_queue']) >= 1, d; print('passive_opens', t['passive_opens'], 'redirected', d['xdp']['redirected'])\""
 check "half-close works" peer python3 tests/veth/peer.py half-close
 check "closed port is refused" peer python3 tests/veth/peer.py refused 9
 check "after a peer RST mid-transfer a new connection works" peer python3 tests/veth/peer.py rst-then-new

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, Http};
-use xdptcp::runtime::{run_worker, Capture};
+use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::{Shard, StackConfig};
 use xdptcp::wire::EthernetAddress;
@@ -26,7 +26,24 @@ struct Cli {
 enum Command {
     /// Serve TCP on an interface through AF_XDP until SIGINT or SIGTERM.
     Serve(Serve),
+    /// The live connection list, like `ss -tan`.
+    Ss {
+        /// Also cwnd, rtt, rto, mss and retransmits.
+        #[arg(short = 'i')]
+        info: bool,
+        #[arg(long, default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
+    /// Counters per core and in total, like `netstat -s`.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_CONTROL)]
+        control: PathBuf,
+    },
 }
+
+const DEFAULT_CONTROL: &str = "/run/xdptcp.sock";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AppKind {
@@ -70,6 +87,9 @@ struct Serve {
     /// Write every frame received and sent to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// The control socket `xdptcp ss` and `xdptcp stats` talk to.
+    #[arg(long, default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +101,8 @@ fn main() -> ExitCode {
             AppKind::Discard => serve::<Discard>(&s),
             AppKind::Http => serve::<Http>(&s),
         },
+        Command::Ss { info, control } => query(&control, if info { "ss -i" } else { "ss" }),
+        Command::Stats { json, control } => query(&control, if json { "stats --json" } else { "stats" }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +178,7 @@ where
     cfg.tcp = xdptcp::tcp::Config::for_mtu(mtu);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
+    let mut controls = Vec::new();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
         let queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
@@ -171,15 +194,18 @@ where
             None => None,
         };
         let stop = stop.clone();
+        let (ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
+        controls.push(ctl_tx);
         workers.push(std::thread::Builder::new().name(format!("xdptcp-q{q}")).spawn(move || {
             if let Some(id) = core {
                 core_affinity::set_for_current(core_affinity::CoreId { id });
             }
-            let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap);
+            let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap, ctl_rx);
             (q, *shard.stats(), queue.stats())
         }).map_err(|e| e.to_string())?);
     }
     log::info!("serving {ip}:{} on {} with {queues} queue(s), XDP {:?} mode", s.port, s.iface, program.mode());
+    serve_control(&s.control, &controls, &program, &stop);
     for w in workers {
         if let Ok((q, stats, qs)) = w.join() {
             log::info!("queue {q}: {stats:?} {qs:?}");
@@ -198,4 +224,136 @@ fn not_root() -> bool {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) != Some("0")))
         .unwrap_or(false)
+}
+
+/// Answers `ss` and `stats` on the control socket until `stop`.
+fn serve_control(path: &std::path::Path, workers: &[crossbeam::channel::Sender<Control>], program: &SteerProgram, stop: &AtomicBool) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let _ = std::fs::remove_file(path);
+    let listener = match std::os::unix::net::UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("control socket {}: {e}; `xdptcp ss` and `stats` will not work", path.display());
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            return;
+        }
+    };
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((stream, _)) = listener.accept() else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(&stream);
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let reply = match line.trim() {
+            "ss" => format_ss(&collect(workers, Control::Connections), false),
+            "ss -i" => format_ss(&collect(workers, Control::Connections), true),
+            "stats" => format_stats(&collect(workers, Control::Stats), program, false),
+            "stats --json" => format_stats(&collect(workers, Control::Stats), program, true),
+            other => format!("unknown request {other:?}\n"),
+        };
+        let _ = (&stream).write_all(reply.as_bytes());
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Asks every worker and gathers the answers (in queue order).
+fn collect<T: Send>(workers: &[crossbeam::channel::Sender<Control>], make: fn(crossbeam::channel::Sender<T>) -> Control) -> Vec<T> {
+    let mut out = Vec::new();
+    for w in workers {
+        let (tx, rx) = crossbeam::channel::bounded(1);
+        if w.send(make(tx)).is_ok() {
+            if let Ok(v) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+fn format_ss(per_worker: &[Vec<ConnInfo>], info: bool) -> String {
+    let mut out = format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port");
+    for c in per_worker.iter().flatten() {
+        out.push_str(&format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", c.state, c.recv_q, c.send_q, c.local.to_string(), c.remote.to_string()));
+        if info {
+            let rtt = c.srtt_us.map(|u| format!("{:.3}", u as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+            out.push_str(&format!("\t cwnd:{} rtt:{}ms rto:{}ms mss:{} retrans:{}\n", c.cwnd, rtt, c.rto_ms, c.mss, c.retransmits));
+        }
+    }
+    out
+}
+
+fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> String {
+    let xdp = program.counters();
+    let row = |w: &WorkerStats| {
+        let s = &w.shard;
+        serde_json::json!({
+            "queue": w.queue,
+            "connections": w.connections,
+            "time_wait": w.time_wait,
+            "frames_in": s.frames_in, "frames_out": s.frames_out,
+            "segments_in": s.segments_in, "segments_out": s.segments_out,
+            "retransmits": w.retransmits,
+            "tcp_checksum_errors": s.tcp_checksum_errors, "ip_checksum_errors": s.ip_checksum_errors,
+            "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
+            "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
+            "refused_full": s.refused_full, "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
+            "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
+            "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
+            "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
+            "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
+        })
+    };
+    let per: Vec<_> = workers.iter().map(row).collect();
+    let mut total = serde_json::Map::new();
+    for r in &per {
+        for (k, v) in r.as_object().into_iter().flatten() {
+            if k == "queue" {
+                continue;
+            }
+            let sum = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
+            total.insert(k.clone(), serde_json::json!(sum));
+        }
+    }
+    let xdp_json: serde_json::Map<_, _> = COUNTER_NAMES.iter().zip(xdp).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect();
+    let doc = serde_json::json!({ "per_queue": per, "total": total, "xdp": xdp_json });
+    if json {
+        return format!("{doc}\n");
+    }
+    let mut out = String::new();
+    for (name, obj) in std::iter::once(("total".to_string(), serde_json::Value::Object(total))).chain(per.iter().map(|r| (format!("queue {}", r["queue"]), r.clone()))) {
+        out.push_str(&format!("{name}:\n"));
+        for (k, v) in obj.as_object().into_iter().flatten() {
+            if k != "queue" {
+                out.push_str(&format!("    {k}: {v}\n"));
+            }
+        }
+    }
+    out.push_str("xdp:\n");
+    for (n, v) in COUNTER_NAMES.iter().zip(xdp) {
+        out.push_str(&format!("    {n}: {v}\n"));
+    }
+    out
+}
+
+/// Sends one request to a running `xdptcp serve` and prints the answer.
+fn query(path: &std::path::Path, request: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("no xdptcp at {} ({e}); is `xdptcp serve` running with this --control?", path.display()))?;
+    s.write_all(format!("{request}\n").as_bytes()).map_err(|e| e.to_string())?;
+    s.shutdown(std::net::Shutdown::Write).ok();
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    print!("{out}");
+    Ok(())
 }

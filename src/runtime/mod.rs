@@ -9,7 +9,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crossbeam::channel::{Receiver, Sender};
+
 use crate::app::App;
+use crate::stack::ShardStats;
+use crate::xdp::QueueStats;
 use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
@@ -42,9 +46,97 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 pub type Capture = PcapSink<std::io::BufWriter<std::fs::File>>;
 
+/// One connection, as `xdptcp ss` shows it.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub state: &'static str,
+    pub local: std::net::SocketAddrV4,
+    pub remote: std::net::SocketAddrV4,
+    pub send_q: usize,
+    pub recv_q: usize,
+    pub cwnd: usize,
+    pub srtt_us: Option<u64>,
+    pub rto_ms: u64,
+    pub mss: usize,
+    pub retransmits: u32,
+}
+
+/// A worker's counters, as `xdptcp stats` shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerStats {
+    pub queue: u32,
+    pub shard: ShardStats,
+    pub xsk: QueueStats,
+    pub connections: usize,
+    pub time_wait: usize,
+    /// (free, tx in flight, total) UMEM frames; the rest sit in the fill/RX rings.
+    pub frames: (usize, usize, usize),
+    pub retransmits: u64,
+    pub syn_cookies_sent: u64,
+    pub syn_cookies_validated: u64,
+}
+
+/// Requests the control thread sends a worker; answered between batches,
+/// so the data path never takes a lock.
+pub enum Control {
+    Stats(Sender<WorkerStats>),
+    Connections(Sender<Vec<ConnInfo>>),
+}
+
+fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &XskQueue) {
+    match req {
+        Control::Stats(reply) => {
+            let (mut rtx, mut sent, mut valid) = (0u64, 0u64, 0u64);
+            for (_, c) in shard.connections() {
+                rtx += u64::from(c.stats().retransmits);
+            }
+            for l in shard.listeners() {
+                sent += l.stats().cookies_sent;
+                valid += l.stats().cookies_validated;
+            }
+            let _ = reply.send(WorkerStats {
+                queue: queue.queue_id(),
+                shard: *shard.stats(),
+                xsk: queue.stats(),
+                connections: shard.connections().count(),
+                time_wait: shard.time_wait_count(),
+                frames: queue.frames(),
+                retransmits: rtx,
+                syn_cookies_sent: sent,
+                syn_cookies_validated: valid,
+            });
+        }
+        Control::Connections(reply) => {
+            let list = shard
+                .connections()
+                .map(|(_, c)| ConnInfo {
+                    state: c.state().name(),
+                    local: c.local(),
+                    remote: c.remote(),
+                    send_q: c.send_queue(),
+                    recv_q: c.recv_queue(),
+                    cwnd: c.cwnd(),
+                    srtt_us: c.rtt().srtt().map(|d| d.as_micros() as u64),
+                    rto_ms: c.rtt().rto().as_millis() as u64,
+                    mss: c.mss(),
+                    retransmits: c.stats().retransmits,
+                })
+                .collect();
+            let _ = reply.send(list);
+        }
+    }
+}
+
 /// Runs one worker until `stop` is set. Returns the shard and app so the
 /// caller can report and shut down cleanly.
-pub fn run_worker<A: App>(mut shard: Shard<A>, mut app: A, mut queue: XskQueue, stop: &AtomicBool, mut pcap: Option<Capture>) -> (Shard<A>, A, XskQueue) {
+pub fn run_worker<A: App>(
+    mut shard: Shard<A>,
+    mut app: A,
+    mut queue: XskQueue,
+    stop: &AtomicBool,
+    mut pcap: Option<Capture>,
+    control: Receiver<Control>,
+) -> (Shard<A>, A, XskQueue) {
     let clock = Clock::new();
     let mut idle = 0u32;
     shard.announce();
@@ -68,6 +160,9 @@ pub fn run_worker<A: App>(mut shard: Shard<A>, mut app: A, mut queue: XskQueue, 
             sent += 1;
         }
         queue.flush();
+        while let Ok(req) = control.try_recv() {
+            answer(req, &shard, &queue);
+        }
         if got == 0 && sent == 0 {
             idle += 1;
             if idle > SPIN {
