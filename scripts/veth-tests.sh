@@ -15,8 +15,12 @@ SERVER_PID=""
 passed=0; failed=0
 
 cleanup() {
-    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+    # Every process left in our namespaces goes with them.
+    for ns in "$SNS" "$PNS" "${NAME}c-s" "${NAME}c-p"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+    done
     scripts/netns.sh down --name "$NAME"
+    scripts/netns.sh down --name "${NAME}c"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -115,6 +119,14 @@ if [ "$queues" -ge 2 ]; then
     echo "    frames per queue: q0=${q0:-?} q1=${q1:-?}"
     [ "$st" = 0 ] && [ "${q0:-0}" -gt 0 ] && [ "${q1:-0}" -gt 0 ]; result "2 queues in native mode: flows on both workers" $?
 fi
+
+# --- xdptcp as the client, against a kernel echo server -----------------
+# A single-queue pair: replies must reach the opening core (no hand-off yet).
+C="${NAME}c"
+scripts/netns.sh up --name "$C" --queues 1 > /dev/null
+ip netns exec "$C-p" python3 tests/veth/kernel_echo.py 198.18.0.2 7000 > "$WORK/kernel_echo.log" 2>&1 &
+sleep 0.5
+check "xdptcp as the client: 8 × 1 MiB echoed by a kernel server" timeout 90 ip netns exec "$C-s" "$BIN" connect --iface "${C}s0" --ip 198.18.0.1/24 --remote 198.18.0.2:7000 --bytes 1048576 --conns 8
 
 echo "veth summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -115,3 +115,88 @@ impl App for Http {
         c.close();
     }
 }
+
+/// A client that sends `bytes` of a known pattern on each connection, checks
+/// the echo byte for byte, then closes. `done` counts finished connections.
+pub struct EchoClient {
+    pub bytes: usize,
+    pub finished: usize,
+    pub verified: usize,
+    pub failed: usize,
+    /// Raised once `target` connections have finished.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub target: usize,
+}
+
+#[derive(Default)]
+pub struct EchoClientState {
+    sent: usize,
+    received: usize,
+    corrupt: bool,
+}
+
+/// Byte `i` of the client's stream.
+pub fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(131) ^ (i >> 11)) as u8
+}
+
+impl EchoClient {
+    pub fn new(bytes: usize, target: usize, stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>) -> Self {
+        EchoClient { bytes, finished: 0, verified: 0, failed: 0, stop, target }
+    }
+
+    fn pump(&mut self, c: &mut Conn<'_, EchoClientState>) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let sent = c.state().sent;
+            if sent >= self.bytes {
+                return;
+            }
+            let n = (self.bytes - sent).min(chunk.len());
+            for (k, b) in chunk[..n].iter_mut().enumerate() {
+                *b = pattern(sent + k);
+            }
+            let w = c.send(&chunk[..n]).unwrap_or(0);
+            c.state().sent += w;
+            if w < n {
+                return;
+            }
+        }
+    }
+}
+
+impl App for EchoClient {
+    type State = EchoClientState;
+    fn on_connected(&mut self, c: &mut Conn<'_, EchoClientState>) {
+        self.pump(c);
+    }
+    fn on_writable(&mut self, c: &mut Conn<'_, EchoClientState>) {
+        self.pump(c);
+    }
+    fn on_data(&mut self, c: &mut Conn<'_, EchoClientState>, data: &[u8]) -> usize {
+        let st = c.state();
+        for (k, &b) in data.iter().enumerate() {
+            if b != pattern(st.received + k) {
+                st.corrupt = true;
+            }
+        }
+        st.received += data.len();
+        if st.received >= self.bytes {
+            c.close();
+        }
+        data.len()
+    }
+    fn on_closed(&mut self, _id: crate::app::ConnId, state: EchoClientState, _reason: crate::tcp::CloseReason) {
+        self.finished += 1;
+        if state.received == self.bytes && !state.corrupt {
+            self.verified += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.finished >= self.target {
+            if let Some(stop) = &self.stop {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}

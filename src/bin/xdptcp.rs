@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
-use xdptcp::apps::{Discard, Echo, Http};
+use xdptcp::apps::{Discard, Echo, EchoClient, Http};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::{Shard, StackConfig};
@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve TCP on an interface through AF_XDP until SIGINT or SIGTERM.
     Serve(Serve),
+    /// Open connections to an echo server, send verified data, check the echo.
+    /// (Needs a single-queue device until the cross-core hand-off exists.)
+    Connect(Connect),
     /// The live connection list, like `ss -tan`.
     Ss {
         /// Also cwnd, rtt, rto, mss and retransmits.
@@ -57,6 +60,33 @@ enum Mode {
     Auto,
     Native,
     Generic,
+}
+
+#[derive(clap::Args)]
+struct Connect {
+    #[arg(long)]
+    iface: String,
+    /// The address xdptcp owns, ADDR[/LEN] (default /24).
+    #[arg(long)]
+    ip: String,
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    /// The echo server, ADDR:PORT.
+    #[arg(long)]
+    remote: std::net::SocketAddrV4,
+    /// Bytes to send (and get back) per connection.
+    #[arg(long, default_value_t = 1 << 20)]
+    bytes: usize,
+    /// Connections, opened at once.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: Mode,
+    #[arg(long)]
+    pcap: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +131,7 @@ fn main() -> ExitCode {
             AppKind::Discard => serve::<Discard>(&s),
             AppKind::Http => serve::<Http>(&s),
         },
+        Command::Connect(c) => connect(&c),
         Command::Ss { info, control } => query(&control, if info { "ss -i" } else { "ss" }),
         Command::Stats { json, control } => query(&control, if json { "stats --json" } else { "stats" }),
     };
@@ -136,6 +167,83 @@ fn secret() -> [u8; 16] {
     key
 }
 
+fn parse_ip(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    match s.split_once('/') {
+        Some((a, l)) => Ok((a.parse().map_err(|e| format!("--ip {a}: {e}"))?, l.parse().map_err(|e| format!("--ip /{l}: {e}"))?)),
+        None => Ok((s.parse().map_err(|e| format!("--ip {s}: {e}"))?, 24)),
+    }
+}
+
+fn xdp_mode(m: Mode) -> XdpMode {
+    match m {
+        Mode::Auto => XdpMode::Auto,
+        Mode::Native => XdpMode::Native,
+        Mode::Generic => XdpMode::Generic,
+    }
+}
+
+/// The stack configuration for an interface: its MAC and MTU, our address.
+fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, String> {
+    let (ip, prefix) = parse_ip(ip)?;
+    let mac: EthernetAddress = read_sys(iface, "address")?.parse().map_err(|_| format!("cannot read the MAC of {iface}"))?;
+    let mtu: usize = read_sys(iface, "mtu")?.parse().unwrap_or(1500);
+    let mut cfg = StackConfig::new(mac, ip, prefix);
+    cfg.gateway = gateway;
+    cfg.mtu = mtu;
+    cfg.tcp = xdptcp::tcp::Config::for_mtu(mtu);
+    Ok(cfg)
+}
+
+fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
+    let Some(p) = path else { return Ok(None) };
+    let path = if queues > 1 { p.with_extension(format!("q{queue}.pcap")) } else { p.clone() };
+    PcapSink::create(&path).map(Some).map_err(|e| format!("--pcap {}: {e}", path.display()))
+}
+
+fn connect(c: &Connect) -> Result<(), String> {
+    if not_root() {
+        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+    }
+    let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
+    if rx_queue_count(&c.iface)? != 1 {
+        return Err(format!(
+            "{} has several RX queues; `connect` serves one, and replies landing on another queue would not reach it (the cross-core hand-off is not implemented yet)",
+            c.iface
+        ));
+    }
+    let mut program = SteerProgram::attach(&c.iface, cfg.ip, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
+    let queue = XskQueue::open(&c.iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
+    program.register(0, queue.fd()).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let mut shard = Shard::<EchoClient>::new(cfg, secret());
+    for _ in 0..c.conns {
+        shard.connect(xdptcp::time::Instant::ZERO, c.remote).map_err(|e| e.to_string())?;
+    }
+    let timer = {
+        let stop = stop.clone();
+        let secs = c.timeout;
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            while std::time::Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let app = EchoClient::new(c.bytes, c.conns, Some(stop.clone()));
+    let (_ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
+    let pcap = open_capture(&c.pcap, 0, 1)?;
+    let (shard, app, _queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx);
+    let _ = timer.join();
+    drop(program);
+    log::info!("{:?}", shard.stats());
+    println!("{} of {} connections echoed {} bytes, verified ({} failed)", app.verified, c.conns, c.bytes, app.failed);
+    if app.verified == c.conns { Ok(()) } else { Err("not every connection was echoed intact in time".into()) }
+}
+
 fn serve<A: App + Default + Send + 'static>(s: &Serve) -> Result<(), String>
 where
     A::State: Send,
@@ -143,12 +251,8 @@ where
     if not_root() {
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
-    let (ip, prefix) = match s.ip.split_once('/') {
-        Some((a, l)) => (a.parse::<Ipv4Addr>().map_err(|e| format!("--ip {a}: {e}"))?, l.parse::<u8>().map_err(|e| format!("--ip /{l}: {e}"))?),
-        None => (s.ip.parse::<Ipv4Addr>().map_err(|e| format!("--ip {}: {e}", s.ip))?, 24),
-    };
-    let mac: EthernetAddress = read_sys(&s.iface, "address")?.parse().map_err(|_| format!("cannot read the MAC of {}", s.iface))?;
-    let mtu: usize = read_sys(&s.iface, "mtu")?.parse().unwrap_or(1500);
+    let cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
+    let ip = cfg.ip;
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
     if queues > available {
@@ -161,21 +265,12 @@ where
             available - 1
         );
     }
-    let mode = match s.xdp_mode {
-        Mode::Auto => XdpMode::Auto,
-        Mode::Native => XdpMode::Native,
-        Mode::Generic => XdpMode::Generic,
-    };
-    let mut program = SteerProgram::attach(&s.iface, ip, 0, mode).map_err(|e| e.to_string())?;
+    let mut program = SteerProgram::attach(&s.iface, ip, 0, xdp_mode(s.xdp_mode)).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let key = secret();
-    let mut cfg = StackConfig::new(mac, ip, prefix);
-    cfg.gateway = s.gateway;
-    cfg.mtu = mtu;
-    cfg.tcp = xdptcp::tcp::Config::for_mtu(mtu);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
@@ -186,13 +281,7 @@ where
         let mut shard = Shard::<A>::new(cfg.clone(), key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));
-        let pcap: Option<Capture> = match &s.pcap {
-            Some(p) => {
-                let path = if queues > 1 { p.with_extension(format!("q{q}.pcap")) } else { p.clone() };
-                Some(PcapSink::create(&path).map_err(|e| format!("--pcap {}: {e}", path.display()))?)
-            }
-            None => None,
-        };
+        let pcap = open_capture(&s.pcap, q, queues)?;
         let stop = stop.clone();
         let (ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
         controls.push(ctl_tx);
