@@ -48,6 +48,9 @@ enum Command {
 
 const DEFAULT_CONTROL: &str = "/run/xdptcp.sock";
 
+/// Set when the served interface disappeared (the exit is then an error).
+static IFACE_GONE: AtomicBool = AtomicBool::new(false);
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AppKind {
     Echo,
@@ -294,7 +297,7 @@ where
         }).map_err(|e| e.to_string())?);
     }
     log::info!("serving {ip}:{} on {} with {queues} queue(s), XDP {:?} mode", s.port, s.iface, program.mode());
-    serve_control(&s.control, &controls, &program, &stop);
+    serve_control(&s.control, &s.iface, &controls, &program, &stop);
     for w in workers {
         if let Ok((q, stats, qs)) = w.join() {
             log::info!("queue {q}: {stats:?} {qs:?}");
@@ -303,6 +306,9 @@ where
     let counters = program.counters();
     log::info!("XDP counters: {}", COUNTER_NAMES.iter().zip(counters).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "));
     drop(program); // detaches
+    if IFACE_GONE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(format!("interface {} disappeared", s.iface));
+    }
     log::info!("stopped; XDP program detached");
     Ok(())
 }
@@ -316,7 +322,7 @@ fn not_root() -> bool {
 }
 
 /// Answers `ss` and `stats` on the control socket until `stop`.
-fn serve_control(path: &std::path::Path, workers: &[crossbeam::channel::Sender<Control>], program: &SteerProgram, stop: &AtomicBool) {
+fn serve_control(path: &std::path::Path, iface: &str, workers: &[crossbeam::channel::Sender<Control>], program: &SteerProgram, stop: &AtomicBool) {
     use std::io::{BufRead, BufReader, Write};
     use std::sync::atomic::Ordering;
     let _ = std::fs::remove_file(path);
@@ -331,7 +337,17 @@ fn serve_control(path: &std::path::Path, workers: &[crossbeam::channel::Sender<C
         }
     };
     let _ = listener.set_nonblocking(true);
+    let mut last_check = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if last_check.elapsed() >= std::time::Duration::from_secs(1) {
+            last_check = std::time::Instant::now();
+            if read_sys(iface, "ifindex").is_err() {
+                log::error!("interface {iface} is gone; stopping");
+                IFACE_GONE.store(true, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
         let Ok((stream, _)) = listener.accept() else {
             std::thread::sleep(std::time::Duration::from_millis(20));
             continue;
