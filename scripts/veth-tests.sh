@@ -16,11 +16,10 @@ passed=0; failed=0
 
 cleanup() {
     # Every process left in our namespaces goes with them.
-    for ns in "$SNS" "$PNS" "${NAME}c-s" "${NAME}c-p"; do
+    for ns in "$SNS" "$PNS"; do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
     done
     scripts/netns.sh down --name "$NAME"
-    scripts/netns.sh down --name "${NAME}c"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -121,12 +120,22 @@ if [ "$queues" -ge 2 ]; then
 fi
 
 # --- xdptcp as the client, against a kernel echo server -----------------
-# A single-queue pair: replies must reach the opening core (no hand-off yet).
-C="${NAME}c"
-scripts/netns.sh up --name "$C" --queues 1 > /dev/null
-ip netns exec "$C-p" python3 tests/veth/kernel_echo.py 198.18.0.2 7000 > "$WORK/kernel_echo.log" 2>&1 &
+# On the multi-queue pair, replies land on either queue; the worker of the
+# other queue hands them to the opening core.
+ip netns exec "$PNS" python3 tests/veth/kernel_echo.py 198.18.0.2 7000 > "$WORK/kernel_echo.log" 2>&1 &
 sleep 0.5
-check "xdptcp as the client: 8 × 1 MiB echoed by a kernel server" timeout 90 ip netns exec "$C-s" "$BIN" connect --iface "${C}s0" --ip 198.18.0.1/24 --remote 198.18.0.2:7000 --bytes 1048576 --conns 8
+client_echo() {
+    timeout 90 ip netns exec "$SNS" "$BIN" connect --iface "$SDEV" --ip 198.18.0.1/24 --remote 198.18.0.2:7000 --bytes 1048576 --conns 16 > "$WORK/client.log" 2>&1
+    local st=$?
+    grep -E "connections echoed|handoffs_in" -o "$WORK/client.log" | head -3
+    grep -oE "handoffs_in: [0-9]+" "$WORK/client.log"
+    [ "$st" = 0 ] || return 1
+    if [ "$queues" -ge 2 ]; then
+        # 16 flows over 2 queues: replies on the other queue were handed over.
+        [ "$(grep -oE 'handoffs_in: [0-9]+' "$WORK/client.log" | grep -oE '[0-9]+$')" -gt 0 ]
+    fi
+}
+check "xdptcp as the client: 16 × 1 MiB echoed by a kernel server (cross-core hand-off)" client_echo
 
 echo "veth summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]

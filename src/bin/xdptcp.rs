@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http};
-use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, WorkerStats};
+use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::{Shard, StackConfig};
 use xdptcp::wire::EthernetAddress;
@@ -27,7 +27,6 @@ enum Command {
     /// Serve TCP on an interface through AF_XDP until SIGINT or SIGTERM.
     Serve(Serve),
     /// Open connections to an echo server, send verified data, check the echo.
-    /// (Needs a single-queue device until the cross-core hand-off exists.)
     Connect(Connect),
     /// The live connection list, like `ss -tan`.
     Ss {
@@ -208,20 +207,35 @@ fn connect(c: &Connect) -> Result<(), String> {
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
     let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
-    if rx_queue_count(&c.iface)? != 1 {
-        return Err(format!(
-            "{} has several RX queues; `connect` serves one, and replies landing on another queue would not reach it (the cross-core hand-off is not implemented yet)",
-            c.iface
-        ));
-    }
+    let queues = rx_queue_count(&c.iface)?;
     let mut program = SteerProgram::attach(&c.iface, cfg.ip, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
-    let queue = XskQueue::open(&c.iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
-    program.register(0, queue.fd()).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
-    let mut shard = Shard::<EchoClient>::new(cfg, secret());
+    let key = secret();
+    // Every queue gets a worker; queue 0's opens the connections, and replies
+    // landing on other queues are handed to it over the ring.
+    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut helpers = Vec::new();
+    let mut first = None;
+    for q in 0..queues {
+        let queue = XskQueue::open(&c.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        let handoff = ring.next().expect("one per queue");
+        let shard = Shard::<EchoClient>::new(cfg.clone(), key);
+        if q == 0 {
+            first = Some((shard, queue, handoff));
+            continue;
+        }
+        let stop = stop.clone();
+        helpers.push(std::thread::spawn(move || {
+            let (_tx, rx) = crossbeam::channel::unbounded();
+            let app = EchoClient::new(0, usize::MAX, None);
+            let _ = run_worker(shard, app, queue, &stop, None, rx, handoff);
+        }));
+    }
+    let (mut shard, queue, handoff) = first.ok_or("no queues")?;
     for _ in 0..c.conns {
         shard.connect(xdptcp::time::Instant::ZERO, c.remote).map_err(|e| e.to_string())?;
     }
@@ -239,8 +253,11 @@ fn connect(c: &Connect) -> Result<(), String> {
     let app = EchoClient::new(c.bytes, c.conns, Some(stop.clone()));
     let (_ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
     let pcap = open_capture(&c.pcap, 0, 1)?;
-    let (shard, app, _queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx);
+    let (shard, app, _queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx, handoff);
     let _ = timer.join();
+    for h in helpers {
+        let _ = h.join();
+    }
     drop(program);
     log::info!("{:?}", shard.stats());
     println!("{} of {} connections echoed {} bytes, verified ({} failed)", app.verified, c.conns, c.bytes, app.failed);
@@ -277,6 +294,7 @@ where
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
+    let mut ring = Handoff::ring(queues as usize).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
         let queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
@@ -288,11 +306,12 @@ where
         let stop = stop.clone();
         let (ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
         controls.push(ctl_tx);
+        let handoff = ring.next().expect("one per queue");
         workers.push(std::thread::Builder::new().name(format!("xdptcp-q{q}")).spawn(move || {
             if let Some(id) = core {
                 core_affinity::set_for_current(core_affinity::CoreId { id });
             }
-            let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap, ctl_rx);
+            let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap, ctl_rx, handoff);
             (q, *shard.stats(), queue.stats())
         }).map_err(|e| e.to_string())?);
     }
@@ -413,6 +432,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
             "refused_full": s.refused_full, "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
+            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
             "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,

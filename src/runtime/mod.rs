@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::app::App;
-use crate::stack::ShardStats;
+use crate::stack::{ShardStats, Verdict};
 use crate::xdp::QueueStats;
 use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
@@ -76,6 +76,31 @@ pub struct WorkerStats {
     pub syn_cookies_validated: u64,
 }
 
+/// A frame passed between cores, with the number of cores that have seen it.
+pub type Handed = (Vec<u8>, u8);
+
+/// How a worker reaches the others: frames matching no connection here go
+/// to the next core in a ring, until every core has seen them.
+pub struct Handoff {
+    pub inbox: Receiver<Handed>,
+    pub next: Option<Sender<Handed>>,
+    pub workers: u8,
+}
+
+impl Handoff {
+    /// The ring for `n` workers: one `Handoff` per worker, in order.
+    pub fn ring(n: usize) -> Vec<Handoff> {
+        let chans: Vec<_> = (0..n).map(|_| crossbeam::channel::unbounded::<Handed>()).collect();
+        (0..n)
+            .map(|i| Handoff {
+                inbox: chans[i].1.clone(),
+                next: (n > 1).then(|| chans[(i + 1) % n].0.clone()),
+                workers: n as u8,
+            })
+            .collect()
+    }
+}
+
 /// Requests the control thread sends a worker; answered between batches,
 /// so the data path never takes a lock.
 pub enum Control {
@@ -136,18 +161,42 @@ pub fn run_worker<A: App>(
     stop: &AtomicBool,
     mut pcap: Option<Capture>,
     control: Receiver<Control>,
+    handoff: Handoff,
 ) -> (Shard<A>, A, XskQueue) {
     let clock = Clock::new();
     let mut idle = 0u32;
+    let alone = handoff.workers <= 1;
+    let mut forward: Vec<Vec<u8>> = Vec::new();
     shard.announce();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
+        // Frames other cores could not place: ours, or the next core's turn.
+        let mut handed = 0;
+        while let Ok((frame, seen)) = handoff.inbox.try_recv() {
+            handed += 1;
+            shard.count_handoff_in();
+            let last = seen + 1 >= handoff.workers;
+            if shard.handle_frame_checked(now, &frame, &mut app, last) == Verdict::Forward {
+                if let Some(next) = &handoff.next {
+                    let _ = next.send((frame, seen + 1));
+                }
+            }
+        }
         let got = queue.recv(BATCH, |frame| {
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, frame);
             }
-            shard.handle_frame(now, frame, &mut app);
+            if shard.handle_frame_checked(now, frame, &mut app, alone) == Verdict::Forward {
+                // Counted by the shard; copied, since the frame goes back to the kernel.
+                forward.push(frame.to_vec());
+            }
         });
+        if let Some(next) = &handoff.next {
+            for frame in forward.drain(..) {
+                let _ = next.send((frame, 1));
+            }
+        }
+        let got = got + handed;
         shard.handle_timeout(now, &mut app);
         let mut sent = 0;
         while let Some(true) = queue.send_with(|buf| {

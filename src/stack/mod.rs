@@ -115,6 +115,21 @@ pub struct ShardStats {
     pub time_wait_overflow: u64,
     pub time_wait_reused: u64,
     pub control_drops: u64,
+    /// Segments that matched no connection here and were handed to the next core.
+    pub handoffs_out: u64,
+    /// Segments handed to us by another core.
+    pub handoffs_in: u64,
+}
+
+/// What became of a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handled here (or counted and dropped).
+    Done,
+    /// A TCP segment matching no connection here: it may belong to another
+    /// core (the peer's queue choice changed, or this is the reply to an
+    /// active open made elsewhere). The caller passes it on.
+    Forward,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +157,9 @@ pub struct Shard<A: App> {
     time_wait: usize,
     next_port: u16,
     stats: ShardStats,
+    /// During `handle_frame_checked`: whether every other core has seen the frame.
+    last_hop: bool,
+    verdict: Verdict,
 }
 
 impl<A: App> Shard<A> {
@@ -168,6 +186,8 @@ impl<A: App> Shard<A> {
             scratch: Vec::new(),
             time_wait: 0,
             stats: ShardStats::default(),
+            last_hop: true,
+            verdict: Verdict::Done,
         }
     }
 
@@ -274,8 +294,31 @@ impl<A: App> Shard<A> {
 
     // ---- receive ----------------------------------------------------
 
-    /// Processes one received Ethernet frame.
+    /// Processes one received Ethernet frame (single-core use: a segment
+    /// matching nothing is answered with RST here).
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], app: &mut A) {
+        let _ = self.handle_frame_checked(now, frame, app, true);
+    }
+
+    /// Processes one frame in a multi-core stack. Unless `last_hop`, a TCP
+    /// segment that matches no connection and no listener is not reset but
+    /// returned as `Verdict::Forward`, for the next core to look at.
+    pub fn handle_frame_checked(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool) -> Verdict {
+        self.last_hop = last_hop;
+        self.verdict = Verdict::Done;
+        self.handle_frame_inner(now, frame, app);
+        if self.verdict == Verdict::Forward {
+            self.stats.handoffs_out += 1;
+        }
+        self.verdict
+    }
+
+    /// Counts a frame another core handed to us.
+    pub fn count_handoff_in(&mut self) {
+        self.stats.handoffs_in += 1;
+    }
+
+    fn handle_frame_inner(&mut self, now: Instant, frame: &[u8], app: &mut A) {
         self.stats.frames_in += 1;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.stats.malformed += 1;
@@ -416,6 +459,7 @@ impl<A: App> Shard<A> {
 
     fn handle_unmatched(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A) {
         let full = self.table.len() >= self.cfg.max_connections;
+        let new_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
             let f = seg.flags;
             if f.syn() && !f.ack() && !f.rst() {
@@ -448,6 +492,12 @@ impl<A: App> Shard<A> {
                     return;
                 }
             }
+        }
+        // Not ours here; another core may own it. Every core has the same
+        // listeners, so a new SYN is settled here either way.
+        if !self.last_hop && !new_syn {
+            self.verdict = Verdict::Forward;
+            return;
         }
         // RFC 9293 §3.10.7.1: no connection, no listener (or no room): reset.
         if let Some(rst) = reset_for(seg) {
