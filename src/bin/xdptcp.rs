@@ -299,6 +299,10 @@ where
     for q in 0..queues {
         let queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        match queue.zero_copy() {
+            Ok(zc) => log::info!("{} queue {q}: AF_XDP socket bound in {} mode", s.iface, if zc { "zero-copy" } else { "copy" }),
+            Err(e) => log::warn!("{} queue {q}: cannot read the AF_XDP bind mode: {e}", s.iface),
+        }
         let mut shard = Shard::<A>::new(cfg.clone(), key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));
@@ -433,6 +437,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "refused_full": s.refused_full, "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
             "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
+            "zero_copy_sockets": u64::from(w.zero_copy),
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
             "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
@@ -450,7 +455,12 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
         }
     }
     let xdp_json: serde_json::Map<_, _> = COUNTER_NAMES.iter().zip(xdp).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect();
-    let doc = serde_json::json!({ "per_queue": per, "total": total, "xdp": xdp_json });
+    let mode = match program.mode() {
+        XdpMode::Native => "native",
+        XdpMode::Generic => "generic",
+        XdpMode::Auto => "auto",
+    };
+    let doc = serde_json::json!({ "per_queue": per, "total": total, "xdp": xdp_json, "xdp_mode": mode });
     if json {
         return format!("{doc}\n");
     }
@@ -463,7 +473,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             }
         }
     }
-    out.push_str("xdp:\n");
+    out.push_str(&format!("xdp ({mode} mode):\n"));
     for (n, v) in COUNTER_NAMES.iter().zip(xdp) {
         out.push_str(&format!("    {n}: {v}\n"));
     }

@@ -74,6 +74,8 @@ pub struct WorkerStats {
     pub retransmits: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
+    /// The AF_XDP socket runs in zero-copy mode (else copy).
+    pub zero_copy: bool,
 }
 
 /// A frame passed between cores, with the number of cores that have seen it.
@@ -129,6 +131,7 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &XskQueue) {
                 retransmits: rtx,
                 syn_cookies_sent: sent,
                 syn_cookies_validated: valid,
+                zero_copy: queue.zero_copy().unwrap_or(false),
             });
         }
         Control::Connections(reply) => {

@@ -136,6 +136,20 @@ impl XskQueue {
     pub fn queue_id(&self) -> u32 {
         self.queue
     }
+
+    /// Whether the kernel bound this socket in zero-copy mode (else copy),
+    /// read back with getsockopt(XDP_OPTIONS).
+    pub fn zero_copy(&self) -> io::Result<bool> {
+        let mut opts = libc::xdp_options { flags: 0 };
+        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `opts` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+    }
     pub fn fd(&self) -> std::os::fd::RawFd {
         self.rx.fd().as_raw_fd()
     }
