@@ -7,6 +7,9 @@ use std::process::Command;
 fn main() {
     let src = "bpf/xdp_steer.c";
     println!("cargo:rerun-if-changed={src}");
+    if std::env::var_os("CARGO_FEATURE_DATAPATH").is_none() {
+        return; // no datapath, no XDP program
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("xdp_steer.o");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let status = Command::new(&clang)

@@ -9,11 +9,13 @@
 
 pub mod app;
 pub mod apps;
+#[cfg(feature = "datapath")]
 pub mod runtime;
 pub mod sim;
 pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod wire;
+#[cfg(feature = "datapath")]
 #[allow(unsafe_code)]
 pub mod xdp;
