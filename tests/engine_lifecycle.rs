@@ -305,3 +305,26 @@ fn mss_is_derived_from_the_mtu_and_announced() {
     let mut s = Script::active(xdptcp::tcp::Config::for_mtu(9000));
     assert_eq!(s.expect().options.mss, Some(8960));
 }
+
+/// RFC 9293 §3.8.6: the window we advertise after an active open depends on
+/// our buffer, never on where the peer's ISN happens to lie. (A stale right
+/// edge from the SYN, computed before the peer's ISN was known, once made
+/// the first ACK advertise a zero window for some peer ISNs, stalling the
+/// connection: found by the crr benchmark.)
+#[test]
+fn active_open_window_does_not_depend_on_the_peer_isn() {
+    let mut windows = std::collections::BTreeSet::new();
+    let mut isns = vec![0u32, 1, 65_535, 0x7FF6_A43B, 0x7FFF_0000, 0x7FFF_FFFF, 0x8000_0000, 0x8000_FFFF, 0xFFFF_0000, 0xFFFF_FFFF];
+    isns.extend((0..512u32).map(|k| k.wrapping_mul(0x9E37_79B9)));
+    for isn in isns {
+        let mut s = Script::active(Script::config());
+        let syn = s.expect();
+        s.inject(Seg::syn(isn).acking(OUR_ISS + 1).win(65535).mss(1460).sack_ok().ts(100, syn.options.timestamp.map_or(0, |t| t.tsval)).ws(7));
+        let ack = s.expect();
+        assert!(ack.has(TcpFlags::ACK) && !ack.has(TcpFlags::SYN));
+        assert_eq!(ack.ack, isn.wrapping_add(1));
+        assert!(ack.window > 0, "zero window after a SYN-ACK with ISN {isn:#x}");
+        windows.insert(ack.window);
+    }
+    assert_eq!(windows.len(), 1, "the advertised window varied with the peer ISN: {windows:?}");
+}

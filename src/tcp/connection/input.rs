@@ -75,6 +75,10 @@ impl Connection {
         }
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
+        // The right edge our SYN advertised was relative to an ISN we did
+        // not know yet: restart it here, so the next segment computes the
+        // window from the buffer (RFC 9293 §3.8.6).
+        self.rcv_adv = self.rcv_nxt;
         self.last_rx = now;
         self.take_syn_options(seg, now);
         // RFC 7323 §2.2: the window of a SYN segment is never scaled.
