@@ -3,8 +3,8 @@
 // xdptcp's XDP program: steers the stack's own traffic into the AF_XDP
 // socket of the receiving queue, and hands everything else to the kernel.
 //
-// Steered (for the configured IPv4 address): ARP whose target is that
-// address, ICMP to it, and TCP to it (optionally only to one port, when the
+// Steered (for the configured IPv4 addresses: `count` consecutive ones from
+// `ipv4` up): ARP whose target is one of them, ICMP to them, and TCP to them (optionally only to one port, when the
 // address is shared with the kernel). Redirects go through
 // xsks_map[rx_queue_index]; with no socket on that queue the frame falls
 // back to XDP_PASS. Per-CPU counters record what happened.
@@ -36,10 +36,16 @@ enum {
 
 // The stack's address and port filter: keep in step with src/xdp/program.rs.
 struct steer_config {
-    __u32 ipv4;   // network byte order; 0 = steer nothing
+    __u32 ipv4;   // first address, host byte order; 0 = steer nothing
+    __u32 count;  // how many consecutive addresses
     __u16 port;   // network byte order; 0 = every TCP port
     __u16 pad;
 };
+
+static __always_inline int ours(const struct steer_config *cfg, __u32 addr_be)
+{
+    return __builtin_bswap32(addr_be) - cfg->ipv4 < cfg->count;
+}
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -103,7 +109,7 @@ int xdp_steer(struct xdp_md *ctx)
             return pass();
         __u32 target;
         __builtin_memcpy(&target, arp + 24, 4);
-        if (target == cfg->ipv4)
+        if (ours(cfg, target))
             return steer(ctx, CNT_ARP);
         return pass();
     }
@@ -111,7 +117,7 @@ int xdp_steer(struct xdp_md *ctx)
     if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
         return pass();
     struct iphdr *ip = (struct iphdr *)(eth + 1);
-    if ((void *)(ip + 1) > end || ip->daddr != cfg->ipv4)
+    if ((void *)(ip + 1) > end || !ours(cfg, ip->daddr))
         return pass();
     if (ip->protocol == IPPROTO_ICMP)
         return steer(ctx, CNT_ICMP);

@@ -1,5 +1,6 @@
-//! The servers `xdptcp serve --app` runs: echo, discard and a minimal
-//! HTTP/1.1 responder with keep-alive.
+//! The servers `xdptcp serve --app` runs: echo, discard, source (sends
+//! without end, for download benchmarks) and a minimal HTTP/1.1 responder
+//! with keep-alive.
 
 use crate::app::{App, Conn};
 
@@ -41,6 +42,33 @@ impl App for Discard {
     type State = ();
     fn on_data(&mut self, _c: &mut Conn<'_, ()>, data: &[u8]) -> usize {
         data.len()
+    }
+    fn on_peer_closed(&mut self, c: &mut Conn<'_, ()>) {
+        c.close();
+    }
+}
+
+/// Sends a stream of bytes without end, as fast as the peer takes them
+/// (chargen without the characters); whatever arrives is dropped. Closes
+/// after the peer's FIN.
+#[derive(Default)]
+pub struct Source;
+
+const SOURCE_CHUNK: [u8; 16384] = [b'x'; 16384];
+
+impl Source {
+    fn fill(c: &mut Conn<'_, ()>) {
+        while matches!(c.send(&SOURCE_CHUNK), Ok(n) if n == SOURCE_CHUNK.len()) {}
+    }
+}
+
+impl App for Source {
+    type State = ();
+    fn on_accept(&mut self, c: &mut Conn<'_, ()>) {
+        Self::fill(c);
+    }
+    fn on_writable(&mut self, c: &mut Conn<'_, ()>) {
+        Self::fill(c);
     }
     fn on_peer_closed(&mut self, c: &mut Conn<'_, ()>) {
         c.close();

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
-use xdptcp::apps::{Discard, Echo, EchoClient, Http};
+use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
+use xdptcp::runtime::host::{not_root, read_sys, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
-use xdptcp::stack::{Shard, StackConfig};
-use xdptcp::wire::EthernetAddress;
+use xdptcp::stack::Shard;
 use xdptcp::xdp::{QueueConfig, SteerProgram, XdpMode, XskQueue, COUNTER_NAMES};
 
 #[derive(Parser)]
@@ -55,6 +55,7 @@ enum AppKind {
     Echo,
     Discard,
     Http,
+    Source,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,6 +133,7 @@ fn main() -> ExitCode {
             AppKind::Echo => serve::<Echo>(&s),
             AppKind::Discard => serve::<Discard>(&s),
             AppKind::Http => serve::<Http>(&s),
+            AppKind::Source => serve::<Source>(&s),
         },
         Command::Connect(c) => connect(&c),
         Command::Ss { info, control } => query(&control, if info { "ss -i" } else { "ss" }),
@@ -146,54 +148,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_sys(iface: &str, file: &str) -> Result<String, String> {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/{file}"))
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("interface {iface} not found ({e})"))
-}
-
-fn rx_queue_count(iface: &str) -> Result<u32, String> {
-    let dir = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")).map_err(|e| format!("interface {iface} not found ({e})"))?;
-    Ok(dir.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count().max(1) as u32)
-}
-
-fn secret() -> [u8; 16] {
-    let mut key = [0u8; 16];
-    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
-        // A fresh random UUID per read: 122 random bits, enough for a key.
-        for (i, b) in bytes.iter().filter(|b| b.is_ascii_hexdigit()).enumerate().take(32) {
-            let v = (*b as char).to_digit(16).unwrap_or(0) as u8;
-            key[i / 2] |= v << if i % 2 == 0 { 4 } else { 0 };
-        }
-    }
-    key
-}
-
-fn parse_ip(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    match s.split_once('/') {
-        Some((a, l)) => Ok((a.parse().map_err(|e| format!("--ip {a}: {e}"))?, l.parse().map_err(|e| format!("--ip /{l}: {e}"))?)),
-        None => Ok((s.parse().map_err(|e| format!("--ip {s}: {e}"))?, 24)),
-    }
-}
-
 fn xdp_mode(m: Mode) -> XdpMode {
     match m {
         Mode::Auto => XdpMode::Auto,
         Mode::Native => XdpMode::Native,
         Mode::Generic => XdpMode::Generic,
     }
-}
-
-/// The stack configuration for an interface: its MAC and MTU, our address.
-fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, String> {
-    let (ip, prefix) = parse_ip(ip)?;
-    let mac: EthernetAddress = read_sys(iface, "address")?.parse().map_err(|_| format!("cannot read the MAC of {iface}"))?;
-    let mtu: usize = read_sys(iface, "mtu")?.parse().unwrap_or(1500);
-    let mut cfg = StackConfig::new(mac, ip, prefix);
-    cfg.gateway = gateway;
-    cfg.mtu = mtu;
-    cfg.tcp = xdptcp::tcp::Config::for_mtu(mtu);
-    Ok(cfg)
 }
 
 fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
@@ -208,7 +168,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     }
     let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
     let queues = rx_queue_count(&c.iface)?;
-    let mut program = SteerProgram::attach(&c.iface, cfg.ip, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
+    let mut program = SteerProgram::attach(&c.iface, cfg.ip, 1, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -285,7 +245,7 @@ where
             available - 1
         );
     }
-    let mut program = SteerProgram::attach(&s.iface, ip, 0, xdp_mode(s.xdp_mode)).map_err(|e| e.to_string())?;
+    let mut program = SteerProgram::attach(&s.iface, ip, 1, 0, xdp_mode(s.xdp_mode)).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -334,14 +294,6 @@ where
     }
     log::info!("stopped; XDP program detached");
     Ok(())
-}
-
-/// True when we are not root (the stack needs CAP_NET_ADMIN and CAP_BPF).
-fn not_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) != Some("0")))
-        .unwrap_or(false)
 }
 
 /// Answers `ss` and `stats` on the control socket until `stop`.

@@ -7,6 +7,8 @@
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
 
+pub mod host;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam::channel::{Receiver, Sender};
@@ -158,6 +160,23 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &XskQueue) {
 /// Runs one worker until `stop` is set. Returns the shard and app so the
 /// caller can report and shut down cleanly.
 pub fn run_worker<A: App>(
+    shard: Shard<A>,
+    app: A,
+    queue: XskQueue,
+    stop: &AtomicBool,
+    pcap: Option<Capture>,
+    control: Receiver<Control>,
+    handoff: Handoff,
+) -> (Shard<A>, A, XskQueue) {
+    run_worker_with(shard, app, queue, stop, pcap, control, handoff, |_, _, _| None)
+}
+
+/// [`run_worker`], with `driver` called once per iteration outside any
+/// connection callback. A client opens connections and paces its sends
+/// there (through [`Shard::connect`] and [`Shard::with_conn`]); it returns
+/// when it next wants to run, so an idle worker wakes up in time.
+#[allow(clippy::too_many_arguments)]
+pub fn run_worker_with<A: App>(
     mut shard: Shard<A>,
     mut app: A,
     mut queue: XskQueue,
@@ -165,6 +184,7 @@ pub fn run_worker<A: App>(
     mut pcap: Option<Capture>,
     control: Receiver<Control>,
     handoff: Handoff,
+    mut driver: impl FnMut(Instant, &mut Shard<A>, &mut A) -> Option<Instant>,
 ) -> (Shard<A>, A, XskQueue) {
     let clock = Clock::new();
     let mut idle = 0u32;
@@ -201,6 +221,7 @@ pub fn run_worker<A: App>(
         }
         let got = got + handed;
         shard.handle_timeout(now, &mut app);
+        let wake = driver(now, &mut shard, &mut app);
         let mut sent = 0;
         while let Some(true) = queue.send_with(|buf| {
             let n = shard.poll_transmit(now, buf)?;
@@ -218,7 +239,11 @@ pub fn run_worker<A: App>(
         if got == 0 && sent == 0 {
             idle += 1;
             if idle > SPIN {
-                let wait = shard.poll_timeout().map(|t| t.saturating_duration_since(clock.now())).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+                let next = match (shard.poll_timeout(), wake) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let wait = next.map(|t| t.saturating_duration_since(clock.now())).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
                 queue.wait(wait);
             }
         } else {

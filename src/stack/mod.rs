@@ -46,6 +46,10 @@ const UNSCHEDULED: u64 = u64::MAX;
 pub struct StackConfig {
     pub mac: EthernetAddress,
     pub ip: Ipv4Addr,
+    /// How many consecutive addresses, from `ip` up, the stack owns: a
+    /// client opening more than 64k connections to one server port spreads
+    /// them over several source addresses. 1 for a server.
+    pub addresses: u32,
     pub prefix_len: u8,
     /// Next hop for destinations off our subnet.
     pub gateway: Option<Ipv4Addr>,
@@ -72,6 +76,7 @@ impl StackConfig {
         StackConfig {
             mac,
             ip,
+            addresses: 1,
             prefix_len,
             gateway: None,
             mtu: 1500,
@@ -85,6 +90,16 @@ impl StackConfig {
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
         }
+    }
+
+    /// One of our addresses.
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip).wrapping_sub(u32::from(self.ip)) < self.addresses.max(1)
+    }
+
+    /// Our `k`-th address.
+    pub fn address(&self, k: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip).wrapping_add(k))
     }
 
     fn on_link(&self, ip: Ipv4Addr) -> bool {
@@ -156,6 +171,8 @@ pub struct Shard<A: App> {
     scratch: Vec<u8>,
     time_wait: usize,
     next_port: u16,
+    /// Which of our addresses active opens use now (see `connect`).
+    next_addr: u32,
     stats: ShardStats,
     /// During `handle_frame_checked`: whether every other core has seen the frame.
     last_hop: bool,
@@ -172,6 +189,7 @@ impl<A: App> Shard<A> {
         Shard {
             arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
             next_port: cfg.ephemeral_ports.0,
+            next_addr: 0,
             cfg,
             tcp,
             isn: IsnGenerator::new(secret),
@@ -231,26 +249,41 @@ impl<A: App> Shard<A> {
     }
 
     /// Queues a gratuitous ARP announcing our address (at start).
+    /// (one per address, for the first 64 of them).
     pub fn announce(&mut self) {
-        let arp = ArpRepr {
-            operation: ArpOperation::Request,
-            source_hardware_addr: self.cfg.mac,
-            source_protocol_addr: self.cfg.ip,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: self.cfg.ip,
-        };
-        self.push_arp(EthernetAddress::BROADCAST, &arp);
+        for k in 0..self.cfg.addresses.clamp(1, 64) {
+            let ip = self.cfg.address(k);
+            let arp = ArpRepr {
+                operation: ArpOperation::Request,
+                source_hardware_addr: self.cfg.mac,
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: ip,
+            };
+            self.push_arp(EthernetAddress::BROADCAST, &arp);
+        }
     }
 
-    /// Active open to `remote` from a free ephemeral port.
+    /// Active open to `remote` from a free ephemeral port of one of our
+    /// addresses: the ports of the current address are used up before the
+    /// next address is taken.
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
         let (lo, hi) = self.cfg.ephemeral_ports;
         let span = u32::from(hi - lo) + 1;
-        for _ in 0..span {
+        let addresses = self.cfg.addresses.max(1);
+        for _ in 0..span * addresses {
             let port = self.next_port;
-            self.next_port = if port >= hi { lo } else { port + 1 };
-            if let Ok(id) = self.connect_from(now, port, remote) {
-                return Ok(id);
+            let local = SocketAddrV4::new(self.cfg.address(self.next_addr), port);
+            if port >= hi {
+                self.next_port = lo;
+                self.next_addr = (self.next_addr + 1) % addresses;
+            } else {
+                self.next_port = port + 1;
+            }
+            match self.connect_local(now, local, remote) {
+                Ok(id) => return Ok(id),
+                Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
+                Err(_) => {}
             }
         }
         Err(ConnectError::NoPort)
@@ -259,7 +292,10 @@ impl<A: App> Shard<A> {
     /// Active open from a chosen source port (the runtime picks ports whose
     /// return traffic lands on this core).
     pub fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
-        let local = SocketAddrV4::new(self.cfg.ip, port);
+        self.connect_local(now, SocketAddrV4::new(self.cfg.ip, port), remote)
+    }
+
+    fn connect_local(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
         if let Some(old) = self.table.lookup(&tuple(local, remote)) {
             if !self.can_reuse_time_wait(now, old) {
                 return Err(ConnectError::NoPort);
@@ -341,7 +377,7 @@ impl<A: App> Shard<A> {
             self.stats.malformed += 1;
             return;
         };
-        let for_us = repr.target_protocol_addr == self.cfg.ip;
+        let for_us = self.cfg.owns(repr.target_protocol_addr);
         // RFC 826: merge the sender into the cache if we know it or it asks us.
         let sender = repr.source_protocol_addr;
         if (for_us || self.arp.knows(sender)) && self.cfg.on_link(sender) && repr.source_hardware_addr.is_unicast() {
@@ -356,7 +392,7 @@ impl<A: App> Shard<A> {
             let reply = ArpRepr {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: self.cfg.mac,
-                source_protocol_addr: self.cfg.ip,
+                source_protocol_addr: repr.target_protocol_addr,
                 target_hardware_addr: repr.source_hardware_addr,
                 target_protocol_addr: sender,
             };
@@ -384,7 +420,7 @@ impl<A: App> Shard<A> {
                 return;
             }
         };
-        if repr.dst_addr != self.cfg.ip {
+        if !self.cfg.owns(repr.dst_addr) {
             self.stats.not_ours += 1;
             return;
         }
@@ -412,7 +448,7 @@ impl<A: App> Shard<A> {
             return;
         }
         let reply = IcmpEchoRepr { kind: IcmpEchoKind::Reply, ..echo };
-        let ipr = Ipv4Repr { src_addr: self.cfg.ip, dst_addr: ip.src_addr, protocol: IpProtocol::Icmp, payload_len: reply.buffer_len(), ttl: 64 };
+        let ipr = Ipv4Repr { src_addr: ip.dst_addr, dst_addr: ip.src_addr, protocol: IpProtocol::Icmp, payload_len: reply.buffer_len(), ttl: 64 };
         let mut frame = vec![0u8; HEADROOM + reply.buffer_len()];
         reply.emit(&mut IcmpPacket::new_unchecked(&mut frame[HEADROOM..]));
         ipr.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH..]));

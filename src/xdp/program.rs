@@ -17,6 +17,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xd
 #[derive(Clone, Copy, Debug, Default)]
 struct SteerConfig {
     ipv4: u32,
+    count: u32,
     port: u16,
     pad: u16,
 }
@@ -52,15 +53,15 @@ pub struct SteerProgram {
 }
 
 impl SteerProgram {
-    /// Loads the program, tells it the stack's address (and port, 0 for
-    /// all), and attaches it to `iface`: native mode where the driver
-    /// supports it (or as asked), else generic.
-    pub fn attach(iface: &str, ip: Ipv4Addr, port: u16, mode: XdpMode) -> Result<SteerProgram, ProgramError> {
+    /// Loads the program, tells it the stack's addresses (`count` of them
+    /// from `ip` up) and port (0 for all), and attaches it to `iface`:
+    /// native mode where the driver supports it (or as asked), else generic.
+    pub fn attach(iface: &str, ip: Ipv4Addr, count: u32, port: u16, mode: XdpMode) -> Result<SteerProgram, ProgramError> {
         let mut bpf = Ebpf::load(OBJECT).map_err(|e| ProgramError::Load(e.to_string()))?;
         {
             let map = bpf.map_mut("steer_config").ok_or_else(|| ProgramError::Map("no steer_config map".into()))?;
             let mut cfg: Array<_, SteerConfig> = Array::try_from(map).map_err(|e| ProgramError::Map(e.to_string()))?;
-            let value = SteerConfig { ipv4: u32::from_ne_bytes(ip.octets()), port: port.to_be(), pad: 0 };
+            let value = SteerConfig { ipv4: u32::from(ip), count: count.max(1), port: port.to_be(), pad: 0 };
             cfg.set(0, value, 0).map_err(|e| ProgramError::Map(e.to_string()))?;
         }
         let prog: &mut Xdp = bpf

@@ -1,0 +1,61 @@
+//! What the binaries read off the host: an interface's MAC, MTU and RX queue
+//! count from sysfs, a random key, and whether we run as root.
+
+use std::net::Ipv4Addr;
+
+use crate::stack::StackConfig;
+use crate::wire::EthernetAddress;
+
+/// A file of `/sys/class/net/IFACE/`, trimmed.
+pub fn read_sys(iface: &str, file: &str) -> Result<String, String> {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/{file}"))
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("interface {iface} not found ({e})"))
+}
+
+/// The interface's RX queue count.
+pub fn rx_queue_count(iface: &str) -> Result<u32, String> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")).map_err(|e| format!("interface {iface} not found ({e})"))?;
+    Ok(dir.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count().max(1) as u32)
+}
+
+/// A random 128-bit key (ISNs, SYN cookies, the connection table's hash).
+pub fn secret() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        // A fresh random UUID per read: 122 random bits, enough for a key.
+        for (i, b) in bytes.iter().filter(|b| b.is_ascii_hexdigit()).enumerate().take(32) {
+            let v = (*b as char).to_digit(16).unwrap_or(0) as u8;
+            key[i / 2] |= v << if i % 2 == 0 { 4 } else { 0 };
+        }
+    }
+    key
+}
+
+/// `ADDR[/LEN]`, /24 when no length is given.
+pub fn parse_ip(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    match s.split_once('/') {
+        Some((a, l)) => Ok((a.parse().map_err(|e| format!("--ip {a}: {e}"))?, l.parse().map_err(|e| format!("--ip /{l}: {e}"))?)),
+        None => Ok((s.parse().map_err(|e| format!("--ip {s}: {e}"))?, 24)),
+    }
+}
+
+/// The stack configuration for an interface: its MAC and MTU, our address.
+pub fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, String> {
+    let (ip, prefix) = parse_ip(ip)?;
+    let mac: EthernetAddress = read_sys(iface, "address")?.parse().map_err(|_| format!("cannot read the MAC of {iface}"))?;
+    let mtu: usize = read_sys(iface, "mtu")?.parse().unwrap_or(1500);
+    let mut cfg = StackConfig::new(mac, ip, prefix);
+    cfg.gateway = gateway;
+    cfg.mtu = mtu;
+    cfg.tcp = crate::tcp::Config::for_mtu(mtu);
+    Ok(cfg)
+}
+
+/// True when we are not root (the stack needs CAP_NET_ADMIN and CAP_BPF).
+pub fn not_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) != Some("0")))
+        .unwrap_or(false)
+}
