@@ -1,6 +1,15 @@
-//! xdptcp-bench: benchmarks of xdptcp against kernel TCP.
+//! xdptcp-bench: xdptcp's load generator, and benchmarks of xdptcp against
+//! kernel TCP.
 //!
-//! This library holds what the benchmarks share; `benches/engine.rs` measures
-//! the engine's per-segment cost without any I/O.
+//! - `load`: workloads, the measurement window, latency bookkeeping, pacing.
+//! - `kernel`: the kernel's TCP as client and as server (epoll).
+//! - `xdp`: xdptcp as the client, over AF_XDP.
+//! - `report`: the comparison table and picture of a results file.
+//! - `engine`: an engine pair in memory, for `benches/engine.rs`.
 
 pub mod engine;
+pub mod frames;
+pub mod kernel;
+pub mod load;
+pub mod report;
+pub mod xdp;

@@ -193,6 +193,10 @@ pub fn run_worker_with<A: App>(
     shard.announce();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
+        // Timers and the driver first, so that nothing stands between
+        // receiving a frame and sending what it caused.
+        shard.handle_timeout(now, &mut app);
+        let wake = driver(now, &mut shard, &mut app);
         // Frames other cores could not place: ours, or the next core's turn.
         let mut handed = 0;
         while let Ok((frame, seen)) = handoff.inbox.try_recv() {
@@ -220,8 +224,6 @@ pub fn run_worker_with<A: App>(
             }
         }
         let got = got + handed;
-        shard.handle_timeout(now, &mut app);
-        let wake = driver(now, &mut shard, &mut app);
         let mut sent = 0;
         while let Some(true) = queue.send_with(|buf| {
             let n = shard.poll_transmit(now, buf)?;

@@ -22,7 +22,13 @@ pub struct NeighborCache {
     timeout: Duration,
     retry: Duration,
     max_tries: u32,
+    /// When expired entries are next swept out (lookups ignore them anyway).
+    next_sweep: Instant,
 }
+
+/// How often expired entries are removed: `tick` runs every loop iteration,
+/// and walking the table each time would cost the busy loop for nothing.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// What the shard must do after `tick`.
 #[derive(Debug, Default)]
@@ -35,7 +41,7 @@ pub struct ArpWork {
 
 impl NeighborCache {
     pub fn new(timeout: Duration, retry: Duration, max_tries: u32) -> Self {
-        NeighborCache { entries: HashMap::new(), pending: HashMap::new(), timeout, retry, max_tries }
+        NeighborCache { entries: HashMap::new(), pending: HashMap::new(), timeout, retry, max_tries, next_sweep: Instant::ZERO }
     }
 
     pub fn lookup(&self, now: Instant, ip: Ipv4Addr) -> Option<EthernetAddress> {
@@ -74,6 +80,13 @@ impl NeighborCache {
     pub fn tick(&mut self, now: Instant) -> ArpWork {
         let mut work = ArpWork::default();
         let (retry, max) = (self.retry, self.max_tries);
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            self.entries.retain(|_, (_, exp)| *exp > now);
+        }
+        if self.pending.is_empty() {
+            return work;
+        }
         self.pending.retain(|ip, p| {
             if p.next_request > now {
                 return true;
@@ -87,7 +100,6 @@ impl NeighborCache {
             work.requests.push(*ip);
             true
         });
-        self.entries.retain(|_, (_, exp)| *exp > now);
         work
     }
 

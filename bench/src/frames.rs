@@ -1,0 +1,105 @@
+//! The raw AF_XDP frame rate on an interface pair: the I/O limit any stack on
+//! it works under. One side sends minimum-size TCP frames from an AF_XDP
+//! socket as fast as it can; the other steers them into its own AF_XDP
+//! socket and drops them (like the kernel's xdpsock rxdrop), counting.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use xdptcp::runtime::host::{not_root, stack_config};
+use xdptcp::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
+use xdptcp::xdp::{QueueConfig, SteerProgram, XdpMode, XskQueue};
+
+/// What `frames` measured.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRate {
+    pub frames: u64,
+    pub seconds: f64,
+}
+
+impl FrameRate {
+    pub fn per_second(&self) -> f64 {
+        self.frames as f64 / self.seconds.max(1e-9)
+    }
+}
+
+fn open(iface: &str, ip: Ipv4Addr, mode: XdpMode, core: Option<usize>) -> Result<(SteerProgram, XskQueue), String> {
+    if not_root() {
+        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+    }
+    let mut program = SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| e.to_string())?;
+    let queue = XskQueue::open(iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
+    program.register(0, queue.fd()).map_err(|e| e.to_string())?;
+    if let Some(id) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+    Ok((program, queue))
+}
+
+/// Receives and drops frames for `ip` on queue 0 of `iface` for `duration`
+/// after the first one arrives (or until `duration` passes without any).
+pub fn rxdrop(iface: &str, ip: &str, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+    let cfg = stack_config(iface, ip, None)?;
+    let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
+    let deadline = Instant::now() + duration * 2;
+    let mut first: Option<Instant> = None;
+    let mut frames = 0u64;
+    loop {
+        let now = Instant::now();
+        let n = queue.recv(64, |_| {});
+        if n > 0 && first.is_none() {
+            first = Some(now);
+        }
+        if first.is_some() {
+            frames += n as u64;
+        }
+        match first {
+            Some(t) if now - t >= duration => return Ok(FrameRate { frames, seconds: (now - t).as_secs_f64() }),
+            None if now >= deadline => return Ok(FrameRate { frames: 0, seconds: duration.as_secs_f64() }),
+            _ => {}
+        }
+    }
+}
+
+/// Sends TCP frames of `size` bytes (at least 60: Ethernet, IPv4, TCP and
+/// some payload; 1514 is a full MTU) to `dst_ip`/`dst_mac` from queue 0 of
+/// `iface` for `duration`.
+#[allow(clippy::too_many_arguments)]
+pub fn txonly(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, size: usize, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+    let cfg = stack_config(iface, ip, None)?;
+    let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
+    let frame = template(cfg.mac, cfg.ip, dst_mac, dst_ip, size.clamp(60, cfg.mtu + 14));
+    let start = Instant::now();
+    let mut frames = 0u64;
+    while start.elapsed() < duration {
+        while let Some(true) = queue.send_with(|buf| {
+            buf[..frame.len()].copy_from_slice(&frame);
+            Some(frame.len())
+        }) {
+            frames += 1;
+        }
+        queue.flush();
+    }
+    Ok(FrameRate { frames, seconds: start.elapsed().as_secs_f64() })
+}
+
+fn template(src_mac: EthernetAddress, src_ip: Ipv4Addr, dst_mac: EthernetAddress, dst_ip: Ipv4Addr, size: usize) -> Vec<u8> {
+    let payload = vec![b'x'; size - 54];
+    let tcp = TcpRepr {
+        src_port: 9,
+        dst_port: 9,
+        seq: SeqNumber(1),
+        ack: SeqNumber(0),
+        flags: TcpFlags::ACK,
+        window: 0,
+        urgent: 0,
+        options: Default::default(),
+        payload: &payload,
+    };
+    let ip = Ipv4Repr { src_addr: src_ip, dst_addr: dst_ip, protocol: IpProtocol::Tcp, payload_len: tcp.header_len() + payload.len(), ttl: 64 };
+    let mut frame = vec![0u8; 14 + 20 + tcp.header_len() + payload.len()];
+    EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..]));
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut frame[34..]), src_ip, dst_ip, true);
+    frame
+}
