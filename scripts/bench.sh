@@ -150,6 +150,19 @@ pairs echo 7 hold --conns "$HOLD_K" --warmup 60 --duration "$HOLD_TIME"
 echo "== hold, $HOLD_X connections held by xdptcp serve"
 run xdptcp xdp echo 7 hold --conns "$HOLD_X" --concurrency 4096 --warmup 120 --duration "$HOLD_TIME"
 
+echo "== raw AF_XDP frame rate on this pair (the I/O limit): txonly → rxdrop"
+SMAC=$(ip netns exec "$SNS" cat "/sys/class/net/$SDEV/address")
+for size in 64 1514; do
+    ip netns exec "$SNS" "$B" frames rx --iface "$SDEV" --ip "$XSERVER/24" --xdp-mode "$XDP_MODE" --core $SERVER_CORE \
+        --duration "$DUR" --size "$size" --json "$out" > "$WORK/rx.log" 2>&1 &
+    rx=$!
+    sleep 0.7
+    timeout 120 ip netns exec "$PNS" "$B" frames tx --iface "$PDEV" --ip 198.18.0.100/24 --xdp-mode "$XDP_MODE" \
+        --core $CLIENT_CORE --to "$XSERVER" --to-mac "$SMAC" --size "$size" --duration "$(awk "BEGIN { print $DUR + 1 }")" || errors=$((errors + 1))
+    wait "$rx" || errors=$((errors + 1))
+    cat "$WORK/rx.log"
+done
+
 echo
 "$B" report "$out" --svg "${out%.json}.svg"
 if [ "$quick" = 0 ]; then

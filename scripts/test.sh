@@ -3,7 +3,8 @@
 #   1. a short fuzz smoke over every wire parser (FUZZ_SECONDS each, default 10);
 #   2. every cargo test of the workspace, the full simulated-network matrix included;
 #   3. as root: the AF_XDP datapath over a veth pair against the kernel's TCP
-#      (scripts/veth-tests.sh, in its own namespaces).
+#      (scripts/veth-tests.sh, in its own namespaces), then the benchmark
+#      matrix in its short form (scripts/bench.sh --quick).
 # Usage: scripts/test.sh [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +41,19 @@ if [ "$(id -u)" = 0 ]; then
     echo "== veth tests (AF_XDP against the kernel's TCP)"
     cargo build --release --bin xdptcp 2>&1 | tail -n 1
     bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
+    # The benchmark matrix, short: fails on crashes or errors, never on timing.
+    echo "== bench smoke (scripts/bench.sh --quick)"
+    if timeout 600 bash scripts/bench.sh --quick 2>&1 | tee "$log.bench"; then
+        echo "bench summary: 1 passed, 0 failed" | tee -a "$log"
+    else
+        echo "bench summary: 0 passed, 1 failed" | tee -a "$log"
+        status=1
+    fi
+    rm -f "$log.bench"
 else
     echo "== veth tests NOT run: they need root (CI runs them as root)"
 fi
 # One closing line over every test binary: "summary: N passed, N failed".
-awk '/^(test result:|veth summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^(test result:|veth summary:|bench summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

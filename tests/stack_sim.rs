@@ -297,6 +297,13 @@ fn time_wait_overflow_and_reuse() {
     // tcp_max_tw_buckets: only five kept, five skipped TIME_WAIT.
     assert_eq!(w.client.time_wait_count(), 5);
     assert_eq!(w.client.stats().time_wait_overflow, 5);
+    // The five that skipped TIME_WAIT still sent their last ACK: the server
+    // closed every connection at once, none waits in LAST_ACK for a FIN
+    // retransmission to be reset.
+    w.run(Duration::from_millis(20), |_| false);
+    let left: Vec<_> = w.server.connections().map(|(_, c)| c.state()).collect();
+    assert!(left.is_empty(), "server connections left: {left:?}");
+    assert_eq!(w.server.stats().resets_sent + w.client.stats().resets_sent, 0);
     // Every port of the range is now used once; five sit in TIME_WAIT. After
     // a second, tcp_tw_reuse lets new connections take those tuples over.
     w.run(Duration::from_secs(2), |_| false);

@@ -176,6 +176,11 @@ pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progres
     // namespace gets the same settings from scripts/bench.sh).
     cfg.ephemeral_ports = (1024, 65535);
     cfg.tw_reuse = true;
+    // The TIME_WAIT cap of the namespace we run in, as the kernel client
+    // there gets it (net.ipv4.tcp_max_tw_buckets).
+    if let Some(n) = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_max_tw_buckets").ok().and_then(|s| s.trim().parse().ok()) {
+        cfg.max_time_wait = n;
+    }
     // Room for the workload plus Linux's default TIME_WAIT cap (beyond which
     // connections skip TIME_WAIT, counted, as tcp_max_tw_buckets does).
     cfg.max_connections = spec.conns + cfg.max_time_wait + 4096;

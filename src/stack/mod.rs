@@ -620,8 +620,7 @@ impl<A: App> Shard<A> {
             }
         }
         self.touch(id);
-        self.account_time_wait(id, app);
-        let _ = now;
+        self.account_time_wait(now, id, app);
     }
 
     /// Offers buffered received data to the application (copied out of the
@@ -650,18 +649,22 @@ impl<A: App> Shard<A> {
 
     /// TIME_WAIT bookkeeping. For the application a connection in TIME_WAIT
     /// is finished (as a closed socket is in Linux): it gets `on_closed` now.
-    fn account_time_wait(&mut self, id: ConnId, app: &mut A) {
+    fn account_time_wait(&mut self, now: Instant, id: ConnId, app: &mut A) {
         let Some(e) = self.table.get_mut(id) else { return };
         let tw = e.conn.state() == State::TimeWait;
         if tw && e.announced {
             e.announced = false;
             app.on_closed(id, std::mem::take(&mut e.state), crate::tcp::CloseReason::Normal);
         }
-        if tw && !e.in_time_wait {
+        if tw && !e.in_time_wait && !e.tw_skipped {
             if self.time_wait >= self.cfg.max_time_wait {
-                // tcp_max_tw_buckets: skip TIME_WAIT rather than hold more.
+                // tcp_max_tw_buckets: skip TIME_WAIT rather than hold more,
+                // but only after our ACK of the peer's FIN has gone out (else
+                // the peer sits in LAST_ACK resending its FIN).
                 self.stats.time_wait_overflow += 1;
-                self.drop_conn(id);
+                e.tw_skipped = true;
+                e.conn.end_time_wait(now);
+                self.touch(id);
                 return;
             }
             e.in_time_wait = true;
@@ -857,5 +860,5 @@ impl<A: App> Shard<A> {
 }
 
 fn new_entry<S: Default>(conn: Connection, passive: bool) -> Entry<S> {
-    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, passive }
+    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, tw_skipped: false, passive }
 }

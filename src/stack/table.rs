@@ -31,6 +31,8 @@ pub struct Entry<S> {
     pub announced: bool,
     /// Counted in the TIME_WAIT total.
     pub in_time_wait: bool,
+    /// Went through TIME_WAIT uncounted, closing at once (the cap was reached).
+    pub tw_skipped: bool,
     /// Opened by a peer (on_accept) rather than by us (on_connected).
     pub passive: bool,
 }

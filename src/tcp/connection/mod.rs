@@ -686,6 +686,16 @@ impl Connection {
         self.sacks.clear();
     }
 
+    /// Cuts TIME_WAIT short: the connection closes at the next timer pass
+    /// at or after `now`, once anything pending (the ACK of the peer's FIN)
+    /// has been sent. For a stack holding too many TIME_WAIT connections
+    /// (Linux's `tcp_max_tw_buckets`).
+    pub fn end_time_wait(&mut self, now: Instant) {
+        if self.state == State::TimeWait {
+            self.timers.set(Timer::Close, now);
+        }
+    }
+
     /// RFC 6191 with RFC 9293 §3.6.1: may a new SYN reuse this TIME_WAIT
     /// connection's 4-tuple? With timestamps, its TSval must be newer than
     /// TS.Recent; without, its sequence number must be beyond RCV.NXT.
