@@ -103,3 +103,64 @@ fn template(src_mac: EthernetAddress, src_ip: Ipv4Addr, dst_mac: EthernetAddress
     tcp.emit(&mut TcpPacket::new_unchecked(&mut frame[34..]), src_ip, dst_ip, true);
     frame
 }
+
+/// Bounces every frame for `ip` back to its sender (MACs and addresses
+/// swapped), until `duration` passes without traffic or in all.
+pub fn reflect(iface: &str, ip: &str, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+    let cfg = stack_config(iface, ip, None)?;
+    let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
+    let start = Instant::now();
+    let mut frames = 0u64;
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    while start.elapsed() < duration {
+        queue.recv(64, |f| pending.push(f.to_vec()));
+        for mut f in pending.drain(..) {
+            if f.len() < 34 {
+                continue;
+            }
+            let (dst, src) = f[..12].split_at_mut(6);
+            dst.swap_with_slice(src);
+            let (a, b) = f[26..34].split_at_mut(4);
+            a.swap_with_slice(b);
+            let _ = queue.send_with(|buf| {
+                buf[..f.len()].copy_from_slice(&f);
+                Some(f.len())
+            });
+            frames += 1;
+        }
+        queue.flush();
+    }
+    Ok(FrameRate { frames, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Sends one minimum-size frame at a time to a reflector and waits for it
+/// to come back: the round trip of the link with no TCP, in nanoseconds.
+#[allow(clippy::too_many_arguments)]
+pub fn pingpong(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<hdrhistogram::Histogram<u64>, String> {
+    let cfg = stack_config(iface, ip, None)?;
+    let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
+    let frame = template(cfg.mac, cfg.ip, dst_mac, dst_ip, 130);
+    let mut hist = crate::load::histogram();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let sent = Instant::now();
+        let _ = queue.send_with(|buf| {
+            buf[..frame.len()].copy_from_slice(&frame);
+            Some(frame.len())
+        });
+        queue.flush();
+        let give_up = sent + Duration::from_millis(100);
+        loop {
+            let got = queue.recv(64, |_| {});
+            if got > 0 {
+                let _ = hist.record(sent.elapsed().as_nanos() as u64);
+                break;
+            }
+            queue.flush();
+            if Instant::now() > give_up {
+                break;
+            }
+        }
+    }
+    Ok(hist)
+}

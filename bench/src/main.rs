@@ -182,6 +182,10 @@ struct FramesArgs {
 enum FrameRole {
     Rx,
     Tx,
+    /// Send every frame back (MACs and addresses swapped).
+    Reflect,
+    /// One 130-byte frame at a time to a reflector: the link's round trip.
+    Ping,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -245,6 +249,25 @@ fn frames(a: FramesArgs) -> Result<(), String> {
             }
             if r.frames == 0 {
                 return Err("no frames arrived".into());
+            }
+        }
+        FrameRole::Reflect => {
+            let r = xdptcp_bench::frames::reflect(&a.iface, &a.ip, mode, a.core, duration)?;
+            println!("reflect: {} frames in {:.2} s", r.frames, r.seconds);
+        }
+        FrameRole::Ping => {
+            let to = a.to.ok_or("ping needs --to")?;
+            let mac: xdptcp::wire::EthernetAddress = a.to_mac.as_deref().ok_or("ping needs --to-mac")?.parse().map_err(|_| "bad --to-mac")?;
+            let h = xdptcp_bench::frames::pingpong(&a.iface, &a.ip, to, mac, mode, a.core, duration)?;
+            let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+            println!("pingpong: {} round trips, p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} µs", h.len(), q(0.5), q(0.9), q(0.99), q(0.999));
+            if let Some(path) = &a.json {
+                let mut doc = read_doc(path);
+                doc["io_round_trip"] = json!({ "p50_us": q(0.5), "p99_us": q(0.99), "frame_bytes": 130, "what": "one AF_XDP frame bounced by an AF_XDP reflector on the same veth pair, no TCP" });
+                write_doc(path, &doc)?;
+            }
+            if h.is_empty() {
+                return Err("no frame came back".into());
             }
         }
         FrameRole::Tx => {

@@ -225,13 +225,16 @@ pub fn run_worker_with<A: App>(
         }
         let got = got + handed;
         let mut sent = 0;
-        while let Some(true) = queue.send_with(|buf| {
-            let n = shard.poll_transmit(now, buf)?;
-            if let Some(p) = pcap.as_mut() {
-                let _ = p.write(now, &buf[..n]);
-            }
-            Some(n)
-        }) {
+        while shard.wants_transmit() {
+            let Some(true) = queue.send_with(|buf| {
+                let n = shard.poll_transmit(now, buf)?;
+                if let Some(p) = pcap.as_mut() {
+                    let _ = p.write(now, &buf[..n]);
+                }
+                Some(n)
+            }) else {
+                break;
+            };
             sent += 1;
         }
         queue.flush();

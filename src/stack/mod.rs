@@ -726,10 +726,12 @@ impl<A: App> Shard<A> {
         }
         self.expired = expired;
 
-        let work = self.arp.tick(now);
-        self.stats.arp_unresolved_drops += work.dropped as u64;
-        for ip in work.requests {
-            self.request_arp(ip);
+        if self.arp.due(now) {
+            let work = self.arp.tick(now);
+            self.stats.arp_unresolved_drops += work.dropped as u64;
+            for ip in work.requests {
+                self.request_arp(ip);
+            }
         }
 
         for id in std::mem::take(&mut self.closed) {
@@ -749,6 +751,13 @@ impl<A: App> Shard<A> {
     }
 
     // ---- transmit ---------------------------------------------------
+
+    /// Whether `poll_transmit` may have a frame: control frames are queued or
+    /// a connection was touched. Cheap, for a busy loop that would otherwise
+    /// take a TX frame just to hand it back.
+    pub fn wants_transmit(&self) -> bool {
+        !self.control.is_empty() || !self.dirty.is_empty()
+    }
 
     /// Writes the next frame to send into `buf` (at least MTU + 14 bytes).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {

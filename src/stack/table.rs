@@ -12,10 +12,16 @@ use crate::app::ConnId;
 use crate::tcp::Connection;
 
 /// (local ip, local port, remote ip, remote port).
-pub type Tuple = (u32, u16, u32, u16);
+/// A 4-tuple packed into one integer: local address and port, remote
+/// address and port (96 bits). Hashed in one call rather than four, which
+/// showed in profiles of the per-segment path.
+pub type Tuple = u128;
 
 pub fn tuple(local: SocketAddrV4, remote: SocketAddrV4) -> Tuple {
-    (u32::from(*local.ip()), local.port(), u32::from(*remote.ip()), remote.port())
+    (u128::from(u32::from(*local.ip())) << 64)
+        | (u128::from(local.port()) << 48)
+        | (u128::from(u32::from(*remote.ip())) << 16)
+        | u128::from(remote.port())
 }
 
 pub struct Entry<S> {

@@ -11,6 +11,37 @@
 /// Smallest storage allocated, so small messages don't cause many regrowths.
 const MIN_CAPACITY: usize = 4096;
 
+/// Smallest-size buffers kept for reuse, per thread. A request/response
+/// connection fills and drains its buffers on every exchange; allocating and
+/// zeroing 4 KiB each time cost more than the rest of the exchange (a fifth
+/// of a 64-byte round trip through two shards). An allocator cache: what a
+/// buffer held before is never read, since only written bytes are.
+const POOL_LIMIT: usize = 1024;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_storage(cap: usize) -> Vec<u8> {
+    if cap == MIN_CAPACITY {
+        if let Some(v) = POOL.with(|p| p.borrow_mut().pop()) {
+            return v;
+        }
+    }
+    vec![0u8; cap]
+}
+
+fn give_storage(v: Vec<u8>) {
+    if v.len() == MIN_CAPACITY {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_LIMIT {
+                p.push(v);
+            }
+        });
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RingBuffer {
     storage: Vec<u8>,
@@ -19,6 +50,12 @@ pub struct RingBuffer {
     /// Bytes from `head` that hold data: readable plus written-ahead.
     written: usize,
     limit: usize,
+}
+
+impl Drop for RingBuffer {
+    fn drop(&mut self) {
+        give_storage(std::mem::take(&mut self.storage));
+    }
 }
 
 impl RingBuffer {
@@ -46,7 +83,7 @@ impl RingBuffer {
     /// Frees the storage if nothing is held.
     pub fn release(&mut self) {
         if self.len == 0 && self.written == 0 {
-            self.storage = Vec::new();
+            give_storage(std::mem::take(&mut self.storage));
             self.head = 0;
         }
     }
@@ -61,13 +98,28 @@ impl RingBuffer {
         while new_cap < need {
             new_cap *= 2;
         }
-        let mut storage = vec![0u8; new_cap];
+        let mut storage = take_storage(new_cap);
         // Copy the `written` bytes in order to the start of the new storage.
         let (a, b) = self.slices(0, self.written);
         storage[..a.len()].copy_from_slice(a);
         storage[a.len()..a.len() + b.len()].copy_from_slice(b);
-        self.storage = storage;
+        give_storage(std::mem::replace(&mut self.storage, storage));
         self.head = 0;
+    }
+
+    /// The storage index `offset` bytes past `head`. Offsets never exceed
+    /// the storage (`head < cap`, `offset <= cap`), so one subtraction
+    /// replaces a division, which showed in the per-segment profile.
+    #[inline]
+    fn index(&self, offset: usize) -> usize {
+        let cap = self.storage.len();
+        let i = self.head + offset;
+        debug_assert!(i < 2 * cap.max(1));
+        if i >= cap {
+            i - cap
+        } else {
+            i
+        }
     }
 
     /// `len` bytes starting `offset` bytes past `head`, as up to two slices.
@@ -76,14 +128,14 @@ impl RingBuffer {
         if len == 0 || cap == 0 {
             return (&[], &[]);
         }
-        let start = (self.head + offset) % cap;
+        let start = self.index(offset);
         let first = len.min(cap - start);
         (&self.storage[start..start + first], &self.storage[..len - first])
     }
 
     fn copy_in(&mut self, offset: usize, data: &[u8]) {
         let cap = self.storage.len();
-        let start = (self.head + offset) % cap;
+        let start = self.index(offset);
         let first = data.len().min(cap - start);
         self.storage[start..start + first].copy_from_slice(&data[..first]);
         self.storage[..data.len() - first].copy_from_slice(&data[first..]);
@@ -116,7 +168,7 @@ impl RingBuffer {
         if n == 0 {
             return 0;
         }
-        self.head = (self.head + n) % self.storage.len();
+        self.head = self.index(n);
         self.len -= n;
         self.written -= n;
         if self.written == 0 {

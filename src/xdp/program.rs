@@ -42,6 +42,8 @@ pub enum ProgramError {
     Load(String),
     #[error("attaching the XDP program to {iface} failed: {reason}. If another XDP program is attached, remove it with `ip link set dev {iface} xdp off`")]
     Attach { iface: String, reason: String },
+    #[error("{iface} already has an XDP program attached ({kind} mode, program id {id}; `bpftool prog show id {id}` tells what it is). Remove it with `ip link set dev {iface} {kind} off`, then start again")]
+    AlreadyAttached { iface: String, kind: String, id: u32 },
     #[error("configuring the XDP program's maps failed: {0}")]
     Map(String),
 }
@@ -82,7 +84,10 @@ impl SteerProgram {
                 }
             },
         };
-        let mode = got.map_err(|reason| ProgramError::Attach { iface: iface.into(), reason })?;
+        let mode = got.map_err(|reason| match attached_program(iface) {
+            Some((kind, id)) => ProgramError::AlreadyAttached { iface: iface.into(), kind, id },
+            None => ProgramError::Attach { iface: iface.into(), reason },
+        })?;
         log::info!("XDP program attached to {iface} in {} mode", if mode == XdpMode::Native { "native" } else { "generic" });
         Ok(SteerProgram { bpf, mode })
     }
@@ -113,5 +118,38 @@ impl SteerProgram {
             }
         }
         out
+    }
+}
+
+/// The XDP program attached to `iface`, as `ip link` shows it: its kind
+/// (`xdp`, `xdpgeneric`, `xdpoffload`) and id.
+fn attached_program(iface: &str) -> Option<(String, u32)> {
+    let out = std::process::Command::new("ip").args(["-o", "link", "show", "dev", iface]).output().ok()?;
+    parse_attached(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Finds `prog/KIND id N` in `ip -o link show` output.
+fn parse_attached(text: &str) -> Option<(String, u32)> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if let Some(kind) = w.strip_prefix("prog/") {
+            if words.next() == Some("id") {
+                return Some((kind.to_string(), words.next()?.parse().ok()?));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_attached;
+
+    #[test]
+    fn finds_the_attached_program_in_ip_link_output() {
+        let line = "7: veth0@if6: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 xdpgeneric qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 16:8a:27:d8:b4:d0 brd ff:ff:ff:ff:ff:ff link-netns x-p\\    prog/xdpgeneric id 231 name xdp_steer tag 3b185187f1855c4d jited";
+        assert_eq!(parse_attached(line), Some(("xdpgeneric".to_string(), 231)));
+        assert_eq!(parse_attached("3: eth0: <UP> mtu 1500 qdisc mq"), None);
+        assert_eq!(parse_attached("prog/xdp id"), None);
     }
 }

@@ -224,7 +224,10 @@ impl XskQueue {
 
     /// Kicks transmission, and takes back frames the kernel has sent.
     pub fn flush(&mut self) {
-        if self.tx_in_flight > 0 && self.tx.needs_wakeup() {
+        if self.tx_in_flight == 0 {
+            return; // nothing to kick, nothing to complete
+        }
+        if self.tx.needs_wakeup() {
             self.stats.kicks += 1;
             let _ = self.tx.wakeup();
         }
