@@ -163,6 +163,15 @@ for size in 64 1514; do
     cat "$WORK/rx.log"
 done
 
+echo "== raw AF_XDP round trip on this pair (no TCP): ping → reflector"
+ip netns exec "$SNS" "$B" frames reflect --iface "$SDEV" --ip "$XSERVER/24" --xdp-mode "$XDP_MODE" --core $SERVER_CORE \
+    --duration "$(awk "BEGIN { print $DUR + 2 }")" > "$WORK/reflect.log" 2>&1 &
+rx=$!
+sleep 0.7
+timeout 120 ip netns exec "$PNS" "$B" frames ping --iface "$PDEV" --ip 198.18.0.100/24 --xdp-mode "$XDP_MODE" \
+    --core $CLIENT_CORE --to "$XSERVER" --to-mac "$SMAC" --duration "$DUR" --json "$out" || errors=$((errors + 1))
+wait "$rx" || errors=$((errors + 1))
+
 echo
 "$B" report "$out" --svg "${out%.json}.svg"
 if [ "$quick" = 0 ]; then

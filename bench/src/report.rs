@@ -162,6 +162,10 @@ pub fn table(doc: &Value) -> String {
     if let Some(io) = doc.get("io_limit").and_then(|v| v["rx_frames_per_s"].as_f64()) {
         out.push_str(&format!("raw AF_XDP frame rate on this pair (64 B, rxdrop): {} frames/s\n", si(io)));
     }
+    if let Some(rt) = doc.get("io_round_trip").and_then(|v| v["p50_us"].as_f64()) {
+        let p99 = doc["io_round_trip"]["p99_us"].as_f64().unwrap_or(f64::NAN);
+        out.push_str(&format!("raw AF_XDP round trip on this pair (130 B frame, no TCP): p50 {rt:.2} µs, p99 {p99:.2} µs\n"));
+    }
     if let Some(io) = doc.get("io_limit_mtu").and_then(|v| v["rx_frames_per_s"].as_f64()) {
         out.push_str(&format!("raw AF_XDP frame rate on this pair (1514 B, rxdrop): {} frames/s\n", si(io)));
     }
