@@ -66,6 +66,22 @@ impl NeighborCache {
         self.pending.remove(&ip).map(|p| p.frames).unwrap_or_default()
     }
 
+    /// The neighbour was heard from: its entry lives at least another half
+    /// `timeout` (and at most a whole one). Cheap while the entry is young
+    /// (no hashing), since it runs for every frame.
+    pub fn confirm(&mut self, now: Instant, ip: Ipv4Addr) {
+        let half = self.timeout / 2;
+        if let Some((last_ip, _, exp)) = self.last.get() {
+            if last_ip == ip && exp > now + half {
+                return;
+            }
+        }
+        if let Some((mac, exp)) = self.entries.get_mut(&ip) {
+            *exp = now + self.timeout;
+            self.last.set(Some((ip, *mac, *exp)));
+        }
+    }
+
     pub fn knows(&self, ip: Ipv4Addr) -> bool {
         self.entries.contains_key(&ip)
     }
@@ -132,5 +148,49 @@ impl NeighborCache {
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+    fn cache() -> NeighborCache {
+        NeighborCache::new(Duration::from_secs(60), Duration::from_secs(1), 3)
+    }
+
+    #[test]
+    fn entries_expire_unless_the_neighbour_is_heard_from() {
+        let t0 = Instant::from_secs(10);
+        let mut quiet = cache();
+        quiet.learn(t0, IP, MAC);
+        assert_eq!(quiet.lookup(t0 + Duration::from_secs(59), IP), Some(MAC));
+        assert_eq!(quiet.lookup(t0 + Duration::from_secs(61), IP), None);
+
+        let mut busy = cache();
+        busy.learn(t0, IP, MAC);
+        // Heard from every 10 s: never expires, though the memo of the last
+        // lookup says nothing of it.
+        for k in 1..=20u64 {
+            let now = t0 + Duration::from_secs(10 * k);
+            assert_eq!(busy.lookup(now, IP), Some(MAC), "at {k}0 s");
+            busy.confirm(now, IP);
+        }
+        // Then silence: kept at least half a timeout after the last
+        // confirmation, gone a timeout after it.
+        let last = t0 + Duration::from_secs(200);
+        assert_eq!(busy.lookup(last + Duration::from_secs(29), IP), Some(MAC));
+        assert_eq!(busy.lookup(last + Duration::from_secs(61), IP), None);
+    }
+
+    #[test]
+    fn confirming_an_unknown_neighbour_learns_nothing() {
+        let mut c = cache();
+        c.confirm(Instant::from_secs(1), IP);
+        assert_eq!(c.lookup(Instant::from_secs(1), IP), None);
+        assert!(!c.knows(IP));
     }
 }

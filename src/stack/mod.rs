@@ -424,11 +424,21 @@ impl<A: App> Shard<A> {
             self.stats.not_ours += 1;
             return;
         }
-        // A neighbour that talks to us is alive: refresh what we know of it.
-        if self.cfg.on_link(repr.src_addr) && self.arp.lookup(now, repr.src_addr).is_none() && src_mac.is_unicast() {
-            let waiting = self.arp.learn(now, repr.src_addr, src_mac);
-            for frame in waiting {
-                self.push_control(frame);
+        // A neighbour that talks to us is alive: learn it if unknown, and
+        // keep its entry from expiring while it talks from the same MAC (as
+        // Linux confirms neighbours from upper-layer progress), so a busy
+        // connection does not stall on a new ARP round every minute. A
+        // different MAC is left to ARP to settle.
+        if self.cfg.on_link(repr.src_addr) && src_mac.is_unicast() {
+            match self.arp.lookup(now, repr.src_addr) {
+                None => {
+                    let waiting = self.arp.learn(now, repr.src_addr, src_mac);
+                    for frame in waiting {
+                        self.push_control(frame);
+                    }
+                }
+                Some(mac) if mac == src_mac => self.arp.confirm(now, repr.src_addr),
+                Some(_) => {}
             }
         }
         let payload = packet.payload();
