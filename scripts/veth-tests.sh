@@ -119,6 +119,15 @@ if [ "$queues" -ge 2 ]; then
     [ "$st" = 0 ] && [ "${q0:-0}" -gt 0 ] && [ "${q1:-0}" -gt 0 ]; result "2 queues in native mode: flows on both workers" $?
 fi
 
+# --- preferred busy polling on the AF_XDP sockets ------------------------
+busy_poll_echo() {
+    start_server --port 7 --app echo --busy-poll 50 || return 1
+    grep -q "preferred busy polling on" "$WORK/server.log" || { echo "busy polling not reported"; cat "$WORK/server.log"; stop_server; return 1; }
+    peer python3 tests/veth/peer.py echo 1048576 || { stop_server; return 1; }
+    stop_server
+}
+check "--busy-poll: options set, 1 MiB echo verified" busy_poll_echo
+
 # --- xdptcp as the client, against a kernel echo server -----------------
 # On the multi-queue pair, replies land on either queue; the worker of the
 # other queue hands them to the opening core.

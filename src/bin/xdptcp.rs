@@ -123,6 +123,12 @@ struct Serve {
     /// The control socket `xdptcp ss` and `xdptcp stats` talk to.
     #[arg(long, default_value = DEFAULT_CONTROL)]
     control: PathBuf,
+    /// Preferred busy polling of the NIC queue (SO_PREFER_BUSY_POLL,
+    /// SO_BUSY_POLL=USECS, SO_BUSY_POLL_BUDGET=64), driven by the workers.
+    /// For NICs whose driver runs NAPI per queue; pair it with the device's
+    /// napi_defer_hard_irqs and gro_flush_timeout.
+    #[arg(long, value_name = "USECS")]
+    busy_poll: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -257,8 +263,14 @@ where
     let mut ring = Handoff::ring(queues as usize).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
-        let queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        let mut queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        if let Some(usecs) = s.busy_poll {
+            match queue.enable_busy_poll(usecs, 64) {
+                Ok(()) => log::info!("{} queue {q}: preferred busy polling on ({usecs} µs, budget 64)", s.iface),
+                Err(e) => log::warn!("{} queue {q}: busy polling refused ({e}); continuing without it", s.iface),
+            }
+        }
         match queue.zero_copy() {
             Ok(zc) => log::info!("{} queue {q}: AF_XDP socket bound in {} mode", s.iface, if zc { "zero-copy" } else { "copy" }),
             Err(e) => log::warn!("{} queue {q}: cannot read the AF_XDP bind mode: {e}", s.iface),
@@ -393,6 +405,8 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
             "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
+            // Posted to the kernel for receiving: in the fill ring, or filled and waiting in the RX ring.
+            "umem_frames_fill_or_rx": w.frames.2.saturating_sub(w.frames.0 + w.frames.1),
         })
     };
     let per: Vec<_> = workers.iter().map(row).collect();

@@ -209,6 +209,7 @@ pub fn run_worker_with<A: App>(
                 }
             }
         }
+        queue.busy_poll();
         let got = queue.recv(BATCH, |frame| {
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, frame);
