@@ -211,15 +211,7 @@ fn bars(area: &Area<'_>, gs: &[Group<'_>], workload: &str, unit: &str, caption: 
         .configure_mesh()
         .disable_x_mesh()
         .y_desc(unit)
-        .x_labels(n * 4)
-        .x_label_formatter(&|x| {
-            let slot = x.floor() as usize;
-            if slot % 4 == 1 {
-                rows.get(slot / 4).map(|g| g.title.clone()).unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_labels(0)
         .draw()
         .map_err(|e| e.to_string())?;
     for (p, (_, _, name)) in PAIRS.iter().enumerate() {
@@ -239,6 +231,12 @@ fn bars(area: &Area<'_>, gs: &[Group<'_>], workload: &str, unit: &str, caption: 
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
     }
+    // Each group's name above its bars.
+    let names = rows.iter().enumerate().map(|(i, g)| {
+        let short = g.title.strip_prefix(workload).unwrap_or(&g.title).trim().to_string();
+        Text::new(short, ((i * 4) as f64 + 0.5, max * 1.08), ("sans-serif", 13).into_font())
+    });
+    chart.draw_series(names).map_err(|e| e.to_string())?;
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| e.to_string())?;
     Ok(())
 }
