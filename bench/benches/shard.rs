@@ -73,7 +73,7 @@ impl World {
 
     /// Moves every pending frame both ways once; time advances 5 µs.
     fn round_trip(&mut self) {
-        self.now = self.now + Duration::from_micros(5);
+        self.now += Duration::from_micros(5);
         self.client.handle_timeout(self.now, &mut self.ping);
         while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
             self.server.handle_frame(self.now, &self.buf[..n], &mut self.echo);
@@ -142,7 +142,7 @@ fn crr(c: &mut Criterion) {
         client.connect(*now, remote).expect("a free port");
         // Until the response is back and both FINs are acknowledged.
         for _ in 0..8 {
-            *now = *now + Duration::from_micros(3);
+            *now += Duration::from_micros(3);
             client.handle_timeout(*now, &mut once);
             while let Some(n) = client.poll_transmit(*now, &mut buf) {
                 server.handle_frame(*now, &buf[..n], &mut echo);
