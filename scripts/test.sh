@@ -39,7 +39,7 @@ cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
 
 if [ "$(id -u)" = 0 ]; then
     echo "== veth tests (AF_XDP against the kernel's TCP)"
-    cargo build --release --bin xdptcp 2>&1 | tail -n 1
+    cargo build --release --workspace --bins 2>&1 | tail -n 1
     bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
     # The benchmark matrix, short: fails on crashes or errors, never on timing.
     echo "== bench smoke (scripts/bench.sh --quick)"

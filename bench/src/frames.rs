@@ -164,3 +164,107 @@ pub fn pingpong(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddres
     }
     Ok(hist)
 }
+
+/// What `flood` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flood {
+    /// SYNs to `port` from spoofed on-link addresses (.128–.254 of the
+    /// sender's /24) and random ports and sequence numbers.
+    Syn,
+    /// Malformed frames for the target: truncated headers, bad lengths, bad
+    /// IPv4 and TCP checksums, IPv4 options, fragments, zero-length and
+    /// oversized frames, in turn.
+    Junk,
+}
+
+/// The kinds of junk, in the order `flood --kind junk` cycles through them.
+pub const JUNK_KINDS: usize = 8;
+
+/// Sends `kind` frames to `dst_ip`/`dst_mac` as fast as queue 0 of `iface`
+/// takes them, for `duration`. Deterministic (seeded), so a run can be
+/// repeated.
+#[allow(clippy::too_many_arguments)]
+pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, port: u16, kind: Flood, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+    let cfg = stack_config(iface, ip, None)?;
+    let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
+    let mut rng = xdptcp::sim::rng::Rng::new(0x5eed_f100d);
+    let base = u32::from(cfg.ip) & !0xff;
+    let start = Instant::now();
+    let mut frames = 0u64;
+    let mut scratch = Vec::with_capacity(2048);
+    while start.elapsed() < duration {
+        while let Some(true) = queue.send_with(|buf| {
+            scratch.clear();
+            match kind {
+                Flood::Syn => {
+                    let src = Ipv4Addr::from(base | (128 + rng.gen_range(0..127) as u32));
+                    syn_frame(&mut scratch, cfg.mac, src, dst_mac, dst_ip, 1024 + rng.gen_range(0..64000) as u16, port, rng.next_u32());
+                }
+                Flood::Junk => junk_frame(&mut scratch, cfg.mac, cfg.ip, dst_mac, dst_ip, port, (frames % JUNK_KINDS as u64) as usize, &mut rng),
+            }
+            let n = scratch.len().min(buf.len());
+            buf[..n].copy_from_slice(&scratch[..n]);
+            Some(n.max(1))
+        }) {
+            frames += 1;
+        }
+        queue.flush();
+    }
+    Ok(FrameRate { frames, seconds: start.elapsed().as_secs_f64() })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn syn_frame(out: &mut Vec<u8>, src_mac: EthernetAddress, src: Ipv4Addr, dst_mac: EthernetAddress, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) {
+    let mut options = xdptcp::wire::TcpOptions::default();
+    options.mss = Some(1460);
+    let tcp = TcpRepr { src_port: sport, dst_port: dport, seq: SeqNumber(seq), ack: SeqNumber(0), flags: TcpFlags::SYN, window: 64240, urgent: 0, options, payload: &[] };
+    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp.header_len(), ttl: 64 };
+    out.resize(14 + 20 + tcp.header_len(), 0);
+    EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[14..]));
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut out[34..]), src, dst, true);
+}
+
+/// One malformed frame of kind `k` (see [`Flood::Junk`]).
+#[allow(clippy::too_many_arguments)]
+fn junk_frame(out: &mut Vec<u8>, src_mac: EthernetAddress, src: Ipv4Addr, dst_mac: EthernetAddress, dst: Ipv4Addr, port: u16, k: usize, rng: &mut xdptcp::sim::rng::Rng) {
+    syn_frame(out, src_mac, src, dst_mac, dst, 1024 + rng.gen_range(0..64000) as u16, port, rng.next_u32());
+    match k {
+        // Truncated: Ethernet and part of the IPv4 header only.
+        0 => out.truncate(14 + 1 + rng.gen_range(0..18) as usize),
+        // IPv4 total length beyond the frame.
+        1 => out[16..18].copy_from_slice(&1400u16.to_be_bytes()),
+        // Bad IPv4 header checksum.
+        2 => out[24] ^= 0x5a,
+        // Bad TCP checksum.
+        3 => out[34 + 16] ^= 0xa5,
+        // IPv4 options (IHL 6, one NOP word), checksums recomputed: valid,
+        // and the stack must skip the options.
+        4 => {
+            let mut f = out[..34].to_vec();
+            f[14] = 0x46;
+            f.extend_from_slice(&[1, 1, 1, 0]);
+            f.extend_from_slice(&out[34..]);
+            let total = (f.len() - 14) as u16;
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            let mut p = Ipv4Packet::new_unchecked(&mut f[14..]);
+            p.fill_checksum();
+            *out = f;
+        }
+        // A fragment (more-fragments set), checksum recomputed.
+        5 => {
+            out[20] = 0x20;
+            Ipv4Packet::new_unchecked(&mut out[14..]).fill_checksum();
+        }
+        // Zero-length frame... as short as a frame can be sent: one byte.
+        6 => out.truncate(1),
+        // Oversized: an IPv4 header claiming 1500 bytes in a 1514-byte frame
+        // of random bytes after the TCP header.
+        _ => {
+            out.resize(1514, 0);
+            for b in &mut out[54..] {
+                *b = rng.next_u32() as u8;
+            }
+        }
+    }
+}

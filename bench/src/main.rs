@@ -172,6 +172,12 @@ struct FramesArgs {
     xdp_mode: Mode,
     #[arg(long)]
     core: Option<usize>,
+    /// flood: what to send.
+    #[arg(long, value_enum, default_value = "syn")]
+    flood: xdptcp_bench::frames::Flood,
+    /// flood: the target port.
+    #[arg(long, default_value_t = 7)]
+    port: u16,
     /// rx: record the rate in this results file (as "io_limit", or
     /// "io_limit_mtu" with --size 1000 or more: give rx the sender's --size).
     #[arg(long)]
@@ -186,6 +192,8 @@ enum FrameRole {
     Reflect,
     /// One 130-byte frame at a time to a reflector: the link's round trip.
     Ping,
+    /// Attack traffic at the highest rate the link takes (--flood syn|junk).
+    Flood,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -269,6 +277,12 @@ fn frames(a: FramesArgs) -> Result<(), String> {
             if h.is_empty() {
                 return Err("no frame came back".into());
             }
+        }
+        FrameRole::Flood => {
+            let to = a.to.ok_or("flood needs --to")?;
+            let mac: xdptcp::wire::EthernetAddress = a.to_mac.as_deref().ok_or("flood needs --to-mac")?.parse().map_err(|_| "bad --to-mac")?;
+            let r = xdptcp_bench::frames::flood(&a.iface, &a.ip, to, mac, a.port, a.flood, mode, a.core, duration)?;
+            println!("flood: {} frames in {:.2} s = {:.3} Mpps", r.frames, r.seconds, r.per_second() / 1e6);
         }
         FrameRole::Tx => {
             let to = a.to.ok_or("tx needs --to")?;

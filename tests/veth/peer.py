@@ -173,5 +173,47 @@ def check_keepalive_http(count="1000"):
     print(count, "keep-alive requests answered on one connection")
 
 
+def check_legit(seconds="10", min_ratio="0.99", workers="8"):
+    """Legitimate clients during an attack: `workers` threads connect,
+    echo 64 bytes and close, one connection after another, for `seconds`.
+    Each connection may take up to 15 s (the kernel retransmits its SYN).
+    Passes when at least `min_ratio` of them succeed."""
+    seconds, min_ratio, workers = float(seconds), float(min_ratio), int(workers)
+    end = time.time() + seconds
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        while time.time() < end:
+            ok = False
+            try:
+                s = socket.create_connection((HOST, 7), timeout=15)
+                s.settimeout(15)
+                s.sendall(b"x" * 64)
+                got = b""
+                while len(got) < 64:
+                    chunk = s.recv(64 - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+                s.close()
+                ok = got == b"x" * 64
+            except OSError:
+                ok = False
+            with lock:
+                results.append(ok)
+
+    threads = [threading.Thread(target=one) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    good = sum(results)
+    ratio = good / max(len(results), 1)
+    print(f"legitimate connections: {good} of {len(results)} succeeded ({ratio:.2%})")
+    if len(results) < workers or ratio < min_ratio:
+        raise SystemExit("too few legitimate connections succeeded")
+
+
 if __name__ == "__main__":
     globals()["check_" + sys.argv[1].replace("-", "_")](*sys.argv[2:])
