@@ -215,8 +215,7 @@ pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, 
 
 #[allow(clippy::too_many_arguments)]
 fn syn_frame(out: &mut Vec<u8>, src_mac: EthernetAddress, src: Ipv4Addr, dst_mac: EthernetAddress, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) {
-    let mut options = xdptcp::wire::TcpOptions::default();
-    options.mss = Some(1460);
+    let options = xdptcp::wire::TcpOptions { mss: Some(1460), ..Default::default() };
     let tcp = TcpRepr { src_port: sport, dst_port: dport, seq: SeqNumber(seq), ack: SeqNumber(0), flags: TcpFlags::SYN, window: 64240, urgent: 0, options, payload: &[] };
     let ip = Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp.header_len(), ttl: 64 };
     out.resize(14 + 20 + tcp.header_len(), 0);
