@@ -156,6 +156,11 @@ print({k: t[k] for k in ('frames_in', 'malformed', 'ip_checksum_errors', 'tcp_ch
 assert min(t['malformed'], t['ip_checksum_errors'], t['tcp_checksum_errors'], t['ip_fragments']) > 1000, t
 # The frames too short for an IPv4 header go to the kernel, counted by the XDP program.
 assert d['xdp']['passed'] > 1000, d['xdp']
+# Every frame the program steered reached the stack or was counted by the
+# kernel as dropped before it (fill ring empty, RX ring full).
+steered = d['xdp']['redirected']; seen = t['frames_in'] + t['xsk_rx_dropped'] + t['xsk_rx_ring_full']
+print('steered', steered, '= stack', t['frames_in'], '+ kernel drops', seen - t['frames_in'])
+assert steered == seen, (steered, seen)
 " || { stop_server; return 1; }
     peer python3 tests/veth/peer.py echo 1048576 || { stop_server; return 1; }
     stop_server

@@ -407,6 +407,10 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
             // Posted to the kernel for receiving: in the fill ring, or filled and waiting in the RX ring.
             "umem_frames_fill_or_rx": w.frames.2.saturating_sub(w.frames.0 + w.frames.1),
+            // Counted by the kernel on the socket: frames dropped before the stack saw them.
+            "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
+            "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
+            "xsk_tx_invalid_descs": w.kernel.tx_invalid_descs, "xsk_tx_ring_empty": w.kernel.tx_ring_empty,
         })
     };
     let per: Vec<_> = workers.iter().map(row).collect();

@@ -78,6 +78,8 @@ pub struct WorkerStats {
     pub syn_cookies_validated: u64,
     /// The AF_XDP socket runs in zero-copy mode (else copy).
     pub zero_copy: bool,
+    /// What the kernel counted on the socket (drops before the stack).
+    pub kernel: crate::xdp::KernelStats,
 }
 
 /// A frame passed between cores, with the number of cores that have seen it.
@@ -134,6 +136,7 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &XskQueue) {
                 syn_cookies_sent: sent,
                 syn_cookies_validated: valid,
                 zero_copy: queue.zero_copy().unwrap_or(false),
+                kernel: queue.kernel_stats().unwrap_or_default(),
             });
         }
         Control::Connections(reply) => {

@@ -5,4 +5,4 @@ pub mod program;
 pub mod socket;
 
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
-pub use socket::{QueueConfig, QueueStats, SocketError, XskQueue};
+pub use socket::{KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};

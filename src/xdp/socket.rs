@@ -42,6 +42,17 @@ pub enum SocketError {
     Bind { iface: String, queue: u32, source: io::Error },
 }
 
+/// The kernel's counters for one AF_XDP socket (XDP_STATISTICS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty: u64,
+    pub tx_ring_empty: u64,
+}
+
 /// Counters for `xdptcp stats`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueStats {
@@ -142,6 +153,30 @@ impl XskQueue {
 
     /// Whether the kernel bound this socket in zero-copy mode (else copy),
     /// read back with getsockopt(XDP_OPTIONS).
+    /// The kernel's counters for this socket (getsockopt XDP_STATISTICS):
+    /// frames it dropped because our RX ring was full or the fill ring was
+    /// empty, and invalid descriptors. Frames the stack never saw are
+    /// counted here.
+    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+        // SAFETY: xdp_statistics is plain integers; all-zero is valid.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut st as *mut libc::xdp_statistics).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(KernelStats {
+            rx_dropped: st.rx_dropped,
+            rx_invalid_descs: st.rx_invalid_descs,
+            tx_invalid_descs: st.tx_invalid_descs,
+            rx_ring_full: st.rx_ring_full,
+            rx_fill_ring_empty: st.rx_fill_ring_empty_descs,
+            tx_ring_empty: st.tx_ring_empty_descs,
+        })
+    }
+
     pub fn zero_copy(&self) -> io::Result<bool> {
         let mut opts = libc::xdp_options { flags: 0 };
         let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
