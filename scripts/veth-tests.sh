@@ -167,6 +167,23 @@ assert steered == seen, (steered, seen)
 }
 check "malformed-frame flood: every kind counted, no crash, echo still verified" junk_flood
 
+# --- SIGTERM: open connections are closed with a FIN ---------------------
+sigterm_fin() {
+    start_server --port 7 --app echo || return 1
+    peer python3 tests/veth/peer.py expect-fin 10 > "$WORK/fin.log" 2>&1 &
+    local holder=$!
+    for _ in $(seq 50); do grep -q "waiting for the server's FIN" "$WORK/fin.log" && break; sleep 0.1; done
+    kill -TERM "$SERVER_PID"
+    wait "$holder"; local st=$?
+    cat "$WORK/fin.log"
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$SERVER_PID"; local sst=$?
+    SERVER_PID=""
+    echo "server exit status $sst"
+    [ "$st" = 0 ] && [ "$sst" = 0 ] && ! ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"
+}
+check "SIGTERM: an open connection gets a FIN, exit 0, XDP detached" sigterm_fin
+
 # --- preferred busy polling on the AF_XDP sockets ------------------------
 busy_poll_echo() {
     start_server --port 7 --app echo --busy-poll 50 || return 1

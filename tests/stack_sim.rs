@@ -325,3 +325,35 @@ fn time_wait_overflow_and_reuse() {
     assert!(done, "closed {} of 10 new", w.app.closed.len() - before);
     assert_eq!(w.app.corrupt, 0);
 }
+
+/// A shard shutting down (SIGTERM): `close_all` sends every connection a
+/// FIN and stops listening, so new SYNs are refused; `abort_all` then resets
+/// what the peers left open.
+#[test]
+fn shutdown_closes_with_fin_then_resets_the_rest() {
+    let mut w = World::new(LinkConfig::ideal(Duration::from_micros(50)));
+    w.app.total = 0; // connections stay idle and open
+    for _ in 0..3 {
+        w.client.connect(w.now, SocketAddrV4::new(SERVER_IP, PORT)).unwrap();
+    }
+    assert!(w.run(Duration::from_secs(5), |w| w.app.connected == 3));
+    assert_eq!(w.server.open_connections(), 3);
+
+    w.server.close_all();
+    w.run(Duration::from_millis(20), |_| false);
+    let states: Vec<_> = w.client.connections().map(|(_, c)| c.state().name()).collect();
+    assert_eq!(states, vec!["CLOSE-WAIT"; 3], "every client got the server's FIN");
+    // The client never closes its side: the server waits in FIN-WAIT-2.
+    assert_eq!(w.server.open_connections(), 3);
+
+    // No more listening: a new connection is refused with a RST.
+    let resets = w.server.stats().resets_sent;
+    let id = w.client.connect(w.now, SocketAddrV4::new(SERVER_IP, PORT)).unwrap();
+    assert!(w.run(Duration::from_secs(1), |w| w.client.connection(id).is_none_or(|c| c.is_closed())));
+    assert_eq!(w.server.stats().resets_sent, resets + 1);
+    assert_eq!(w.app.connected, 3, "the refused connection never connected");
+
+    w.server.abort_all();
+    assert!(w.run(Duration::from_secs(1), |w| w.app.closed.iter().filter(|(_, r)| *r == CloseReason::Reset).count() == 3));
+    assert_eq!(w.server.open_connections(), 0);
+}

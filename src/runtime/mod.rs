@@ -45,6 +45,9 @@ pub const BATCH: usize = 64;
 const SPIN: u32 = 2000;
 /// Longest sleep, so stop requests are noticed.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// How long a stopping worker waits for its connections to close
+/// gracefully before resetting the rest.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 pub type Capture = PcapSink<std::io::BufWriter<std::fs::File>>;
 
@@ -194,8 +197,32 @@ pub fn run_worker_with<A: App>(
     let alone = handoff.workers <= 1;
     let mut forward: Vec<Vec<u8>> = Vec::new();
     shard.announce();
-    while !stop.load(Ordering::Relaxed) {
+    // Shutdown: when `stop` is raised, connections are closed gracefully
+    // and the loop runs on until they finish, for at most DRAIN; whatever
+    // is still open then is reset.
+    let mut drain_until: Option<Instant> = None;
+    let mut aborted = false;
+    loop {
         let now = clock.now();
+        match drain_until {
+            None if stop.load(Ordering::Relaxed) => {
+                shard.close_all();
+                drain_until = Some(now + DRAIN);
+            }
+            Some(until) if shard.open_connections() == 0 && !shard.wants_transmit() => {
+                let _ = until;
+                break;
+            }
+            Some(until) if now >= until => {
+                if !aborted {
+                    shard.abort_all();
+                    aborted = true;
+                } else if !shard.wants_transmit() || now >= until + MAX_SLEEP {
+                    break;
+                }
+            }
+            _ => {}
+        }
         // Timers and the driver first, so that nothing stands between
         // receiving a frame and sending what it caused.
         shard.handle_timeout(now, &mut app);

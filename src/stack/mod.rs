@@ -248,6 +248,30 @@ impl<A: App> Shard<A> {
         Some(r)
     }
 
+    /// Connections not finished yet: anything but TIME_WAIT and CLOSED.
+    pub fn open_connections(&self) -> usize {
+        self.table.iter().filter(|(_, e)| !matches!(e.conn.state(), State::TimeWait | State::Closed)).count()
+    }
+
+    /// Starts a shutdown: stops listening (new SYNs get a RST, as to a
+    /// closed listening socket) and closes every connection gracefully (a
+    /// FIN, or a RST where received data was left unread).
+    pub fn close_all(&mut self) {
+        self.listeners.clear();
+        let ids: Vec<ConnId> = self.table.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.with_conn(id, |c| c.close());
+        }
+    }
+
+    /// Resets every connection not finished yet (the end of a shutdown).
+    pub fn abort_all(&mut self) {
+        let ids: Vec<ConnId> = self.table.iter().filter(|(_, e)| !matches!(e.conn.state(), State::TimeWait | State::Closed)).map(|(id, _)| id).collect();
+        for id in ids {
+            self.with_conn(id, |c| c.abort());
+        }
+    }
+
     /// Queues a gratuitous ARP announcing our address (at start).
     /// (one per address, for the first 64 of them).
     pub fn announce(&mut self) {

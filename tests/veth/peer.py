@@ -215,5 +215,23 @@ def check_legit(seconds="10", min_ratio="0.99", workers="8"):
         raise SystemExit("too few legitimate connections succeeded")
 
 
+def check_expect_fin(timeout="10"):
+    """Opens a connection, echoes once, then waits for the server to close:
+    passes on a FIN (orderly EOF) within `timeout` s, fails on a RST."""
+    s = socket.create_connection((HOST, 7), timeout=5)
+    s.sendall(b"ping")
+    assert s.recv(4) == b"ping"
+    print("connected; waiting for the server's FIN", flush=True)
+    s.settimeout(float(timeout))
+    try:
+        data = s.recv(1)
+    except ConnectionResetError:
+        raise SystemExit("reset instead of FIN")
+    if data != b"":
+        raise SystemExit(f"unexpected data {data!r}")
+    s.close()
+    print("server closed with a FIN")
+
+
 if __name__ == "__main__":
     globals()["check_" + sys.argv[1].replace("-", "_")](*sys.argv[2:])
