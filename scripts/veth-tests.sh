@@ -167,6 +167,24 @@ assert steered == seen, (steered, seen)
 }
 check "malformed-frame flood: every kind counted, no crash, echo still verified" junk_flood
 
+blind_attack() {
+    start_server --port 7 --app echo --control "$WORK/ctl.sock" || return 1
+    peer python3 tests/veth/peer.py blind-victim 40404 6 > "$WORK/victim.log" 2>&1 &
+    local victim=$!
+    for _ in $(seq 50); do grep -q "under attack" "$WORK/victim.log" && break; sleep 0.1; done
+    # RSTs, SYNs and data with guessed numbers, forged from the victim's
+    # address and port, at the link's rate.
+    timeout 60 ip netns exec "$PNS" "$BENCH" frames flood --flood blind --spoof 198.18.0.2:40404 --iface "$PDEV" \
+        --ip 198.18.0.100/24 --to 198.18.0.1 --to-mac "$SMAC" --port 7 --duration 4 || { stop_server; return 1; }
+    wait "$victim"; local st=$?
+    cat "$WORK/victim.log"
+    local challenges; challenges=$("$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "import json, sys; t = json.load(sys.stdin)['total']; print(t['segments_in'], 'segments in,', t['resets_sent'], 'resets sent')")
+    echo "    $challenges"
+    stop_server || return 1
+    [ "$st" = 0 ]
+}
+check "blind RST/SYN/data injection (RFC 5961) never breaks an established connection" blind_attack
+
 # --- SIGTERM: open connections are closed with a FIN ---------------------
 sigterm_fin() {
     start_server --port 7 --app echo || return 1

@@ -175,6 +175,10 @@ pub enum Flood {
     /// IPv4 and TCP checksums, IPv4 options, fragments, zero-length and
     /// oversized frames, in turn.
     Junk,
+    /// Blind in-window attacks on one established connection (RFC 5961):
+    /// RSTs, SYNs and data segments as if from `spoof`, with guessed
+    /// sequence and acknowledgment numbers, in turn.
+    Blind,
 }
 
 /// The kinds of junk, in the order `flood --kind junk` cycles through them.
@@ -184,7 +188,10 @@ pub const JUNK_KINDS: usize = 8;
 /// takes them, for `duration`. Deterministic (seeded), so a run can be
 /// repeated.
 #[allow(clippy::too_many_arguments)]
-pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, port: u16, kind: Flood, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, port: u16, kind: Flood, spoof: Option<std::net::SocketAddrV4>, mode: XdpMode, core: Option<usize>, duration: Duration) -> Result<FrameRate, String> {
+    if kind == Flood::Blind && spoof.is_none() {
+        return Err("a blind attack needs the connection's peer address (--spoof ADDR:PORT)".into());
+    }
     let cfg = stack_config(iface, ip, None)?;
     let (_program, mut queue) = open(iface, cfg.ip, mode, core)?;
     let mut rng = xdptcp::sim::rng::Rng::new(0x5eed_f100d);
@@ -201,6 +208,16 @@ pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, 
                     syn_frame(&mut scratch, cfg.mac, src, dst_mac, dst_ip, 1024 + rng.gen_range(0..64000) as u16, port, rng.next_u32());
                 }
                 Flood::Junk => junk_frame(&mut scratch, cfg.mac, cfg.ip, dst_mac, dst_ip, port, (frames % JUNK_KINDS as u64) as usize, &mut rng),
+                Flood::Blind => {
+                    let from = spoof.expect("checked");
+                    let (flags, payload): (TcpFlags, &[u8]) = match frames % 3 {
+                        0 => (TcpFlags::RST, &[]),
+                        1 => (TcpFlags::SYN, &[]),
+                        _ => (TcpFlags::ACK | TcpFlags::PSH, b"injected"),
+                    };
+                    let (seq, ack) = (rng.next_u32(), rng.next_u32());
+                    segment_frame(&mut scratch, cfg.mac, *from.ip(), dst_mac, dst_ip, from.port(), port, seq, ack, flags, payload);
+                }
             }
             let n = scratch.len().min(buf.len());
             buf[..n].copy_from_slice(&scratch[..n]);
@@ -211,6 +228,16 @@ pub fn flood(iface: &str, ip: &str, dst_ip: Ipv4Addr, dst_mac: EthernetAddress, 
         queue.flush();
     }
     Ok(FrameRate { frames, seconds: start.elapsed().as_secs_f64() })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn segment_frame(out: &mut Vec<u8>, src_mac: EthernetAddress, src: Ipv4Addr, dst_mac: EthernetAddress, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32, ack: u32, flags: TcpFlags, payload: &[u8]) {
+    let tcp = TcpRepr { src_port: sport, dst_port: dport, seq: SeqNumber(seq), ack: SeqNumber(ack), flags, window: 512, urgent: 0, options: Default::default(), payload };
+    let ip = Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp.header_len() + payload.len(), ttl: 64 };
+    out.resize(14 + 20 + tcp.header_len() + payload.len(), 0);
+    EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut out[14..]));
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut out[34..]), src, dst, true);
 }
 
 #[allow(clippy::too_many_arguments)]

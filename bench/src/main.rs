@@ -178,6 +178,10 @@ struct FramesArgs {
     /// flood: the target port.
     #[arg(long, default_value_t = 7)]
     port: u16,
+    /// flood blind: the attacked connection's peer, whose address and port
+    /// the attack forges.
+    #[arg(long)]
+    spoof: Option<std::net::SocketAddrV4>,
     /// rx: record the rate in this results file (as "io_limit", or
     /// "io_limit_mtu" with --size 1000 or more: give rx the sender's --size).
     #[arg(long)]
@@ -281,7 +285,7 @@ fn frames(a: FramesArgs) -> Result<(), String> {
         FrameRole::Flood => {
             let to = a.to.ok_or("flood needs --to")?;
             let mac: xdptcp::wire::EthernetAddress = a.to_mac.as_deref().ok_or("flood needs --to-mac")?.parse().map_err(|_| "bad --to-mac")?;
-            let r = xdptcp_bench::frames::flood(&a.iface, &a.ip, to, mac, a.port, a.flood, mode, a.core, duration)?;
+            let r = xdptcp_bench::frames::flood(&a.iface, &a.ip, to, mac, a.port, a.flood, a.spoof, mode, a.core, duration)?;
             println!("flood: {} frames in {:.2} s = {:.3} Mpps", r.frames, r.seconds, r.per_second() / 1e6);
         }
         FrameRole::Tx => {

@@ -215,6 +215,35 @@ def check_legit(seconds="10", min_ratio="0.99", workers="8"):
         raise SystemExit("too few legitimate connections succeeded")
 
 
+def check_blind_victim(local_port="40404", seconds="6"):
+    """An established connection from a fixed port while an attacker forges
+    its address: echoes a counter every 20 ms for `seconds` and checks each
+    reply. Passes if the connection is never reset and no reply is wrong."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(local_port)))
+    s.settimeout(10)
+    s.connect((HOST, 7))
+    print("connected; under attack now", flush=True)
+    end = time.time() + float(seconds)
+    n = 0
+    while time.time() < end:
+        msg = f"{n:08d}".encode()
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(len(msg) - len(got))
+            if not chunk:
+                raise SystemExit("the server closed the connection")
+            got += chunk
+        if got != msg:
+            raise SystemExit(f"wrong echo {got!r} for {msg!r}")
+        n += 1
+        time.sleep(0.02)
+    s.close()
+    print(n, "echoes verified; the connection survived")
+
+
 def check_expect_fin(timeout="10"):
     """Opens a connection, echoes once, then waits for the server to close:
     passes on a FIN (orderly EOF) within `timeout` s, fails on a RST."""
