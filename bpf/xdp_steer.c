@@ -24,7 +24,9 @@
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
 
-// Counter indices: keep in step with src/xdp/program.rs.
+// Counter indices: keep in step with src/xdp/program.rs. `redirected` is
+// not counted here: it is arp + icmp + tcp, summed in user space, so each
+// frame costs one counter update.
 enum {
     CNT_REDIRECTED = 0,
     CNT_PASSED = 1,
@@ -34,17 +36,16 @@ enum {
     CNT_COUNT = 5,
 };
 
-// The stack's address and port filter: keep in step with src/xdp/program.rs.
-struct steer_config {
-    __u32 ipv4;   // first address, host byte order; 0 = steer nothing
-    __u32 count;  // how many consecutive addresses
-    __u16 port;   // network byte order; 0 = every TCP port
-    __u16 pad;
-};
+// What to steer, set by the loader before the program is loaded (aya's
+// set_global patches .rodata): constants to the verifier and the JIT, so
+// no map lookup per frame. Keep in step with src/xdp/program.rs.
+volatile const __u32 steer_ip = 0;    // first address, host byte order; 0 = steer nothing
+volatile const __u32 steer_count = 0; // how many consecutive addresses
+volatile const __u16 steer_port = 0;  // network byte order; 0 = every TCP port
 
-static __always_inline int ours(const struct steer_config *cfg, __u32 addr_be)
+static __always_inline int ours(__u32 addr_be)
 {
-    return __builtin_bswap32(addr_be) - cfg->ipv4 < cfg->count;
+    return __builtin_bswap32(addr_be) - steer_ip < steer_count;
 }
 
 struct {
@@ -53,13 +54,6 @@ struct {
     __type(key, __u32);
     __type(value, __u32);
 } xsks_map SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct steer_config);
-} steer_config SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -84,7 +78,6 @@ static __always_inline int pass(void)
 static __always_inline int steer(struct xdp_md *ctx, __u32 kind)
 {
     count(kind);
-    count(CNT_REDIRECTED);
     return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
 }
 
@@ -93,9 +86,7 @@ int xdp_steer(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
-    __u32 zero = 0;
-    struct steer_config *cfg = bpf_map_lookup_elem(&steer_config, &zero);
-    if (!cfg || cfg->ipv4 == 0)
+    if (steer_ip == 0)
         return pass();
 
     struct ethhdr *eth = data;
@@ -109,7 +100,7 @@ int xdp_steer(struct xdp_md *ctx)
             return pass();
         __u32 target;
         __builtin_memcpy(&target, arp + 24, 4);
-        if (ours(cfg, target))
+        if (ours(target))
             return steer(ctx, CNT_ARP);
         return pass();
     }
@@ -117,13 +108,13 @@ int xdp_steer(struct xdp_md *ctx)
     if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
         return pass();
     struct iphdr *ip = (struct iphdr *)(eth + 1);
-    if ((void *)(ip + 1) > end || !ours(cfg, ip->daddr))
+    if ((void *)(ip + 1) > end || !ours(ip->daddr))
         return pass();
     if (ip->protocol == IPPROTO_ICMP)
         return steer(ctx, CNT_ICMP);
     if (ip->protocol != IPPROTO_TCP)
         return pass();
-    if (cfg->port == 0)
+    if (steer_port == 0)
         return steer(ctx, CNT_TCP);
     __u32 ihl = ip->ihl * 4;
     if (ihl < sizeof(*ip))
@@ -131,7 +122,7 @@ int xdp_steer(struct xdp_md *ctx)
     struct tcphdr *tcp = (struct tcphdr *)((__u8 *)ip + ihl);
     if ((void *)(tcp + 1) > end)
         return pass();
-    if (tcp->dest == cfg->port)
+    if (tcp->dest == steer_port)
         return steer(ctx, CNT_TCP);
     return pass();
 }

@@ -169,12 +169,13 @@ check "malformed-frame flood: every kind counted, no crash, echo still verified"
 
 blind_attack() {
     start_server --port 7 --app echo --control "$WORK/ctl.sock" || return 1
-    peer python3 tests/veth/peer.py blind-victim 40404 6 > "$WORK/victim.log" 2>&1 &
+    peer python3 tests/veth/peer.py blind-victim 62001 6 > "$WORK/victim.log" 2>&1 &
     local victim=$!
     for _ in $(seq 50); do grep -q "under attack" "$WORK/victim.log" && break; sleep 0.1; done
     # RSTs, SYNs and data with guessed numbers, forged from the victim's
-    # address and port, at the link's rate.
-    timeout 60 ip netns exec "$PNS" "$BENCH" frames flood --flood blind --spoof 198.18.0.2:40404 --iface "$PDEV" \
+    # address and port, at the link's rate. (The victim's port is outside
+    # the kernel's ephemeral range, so no earlier test's socket holds it.)
+    timeout 60 ip netns exec "$PNS" "$BENCH" frames flood --flood blind --spoof 198.18.0.2:62001 --iface "$PDEV" \
         --ip 198.18.0.100/24 --to 198.18.0.1 --to-mac "$SMAC" --port 7 --duration 4 || { stop_server; return 1; }
     wait "$victim"; local st=$?
     cat "$WORK/victim.log"

@@ -5,26 +5,12 @@
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{Array, PerCpuArray, XskMap};
+use aya::maps::{PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpFlags};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 
 /// The object built by build.rs from bpf/xdp_steer.c.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
-
-/// Mirrors `struct steer_config` in bpf/xdp_steer.c.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct SteerConfig {
-    ipv4: u32,
-    count: u32,
-    port: u16,
-    pad: u16,
-}
-
-// SAFETY: SteerConfig is repr(C), Copy, and every bit pattern is valid; it is
-// the value type of the program's `steer_config` array map.
-unsafe impl aya::Pod for SteerConfig {}
 
 /// Counter indices, as in bpf/xdp_steer.c.
 pub const COUNTER_NAMES: [&str; 5] = ["redirected", "passed", "arp", "icmp", "tcp"];
@@ -59,13 +45,14 @@ impl SteerProgram {
     /// from `ip` up) and port (0 for all), and attaches it to `iface`:
     /// native mode where the driver supports it (or as asked), else generic.
     pub fn attach(iface: &str, ip: Ipv4Addr, count: u32, port: u16, mode: XdpMode) -> Result<SteerProgram, ProgramError> {
-        let mut bpf = Ebpf::load(OBJECT).map_err(|e| ProgramError::Load(e.to_string()))?;
-        {
-            let map = bpf.map_mut("steer_config").ok_or_else(|| ProgramError::Map("no steer_config map".into()))?;
-            let mut cfg: Array<_, SteerConfig> = Array::try_from(map).map_err(|e| ProgramError::Map(e.to_string()))?;
-            let value = SteerConfig { ipv4: u32::from(ip), count: count.max(1), port: port.to_be(), pad: 0 };
-            cfg.set(0, value, 0).map_err(|e| ProgramError::Map(e.to_string()))?;
-        }
+        // What to steer becomes constants of the program (see bpf/xdp_steer.c).
+        let (steer_ip, steer_count, steer_port) = (u32::from(ip), count.max(1), port.to_be());
+        let mut bpf = EbpfLoader::new()
+            .set_global("steer_ip", &steer_ip, true)
+            .set_global("steer_count", &steer_count, true)
+            .set_global("steer_port", &steer_port, true)
+            .load(OBJECT)
+            .map_err(|e| ProgramError::Load(e.to_string()))?;
         let prog: &mut Xdp = bpf
             .program_mut("xdp_steer")
             .ok_or_else(|| ProgramError::Load("no xdp_steer program in the object".into()))?
@@ -117,6 +104,8 @@ impl SteerProgram {
                 *slot = values.iter().sum();
             }
         }
+        // The program counts each steered frame once, by kind.
+        out[0] = out[2] + out[3] + out[4];
         out
     }
 }

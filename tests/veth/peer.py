@@ -215,7 +215,7 @@ def check_legit(seconds="10", min_ratio="0.99", workers="8"):
         raise SystemExit("too few legitimate connections succeeded")
 
 
-def check_blind_victim(local_port="40404", seconds="6"):
+def check_blind_victim(local_port="62001", seconds="6"):
     """An established connection from a fixed port while an attacker forges
     its address: echoes a counter every 20 ms for `seconds` and checks each
     reply. Passes if the connection is never reset and no reply is wrong."""
