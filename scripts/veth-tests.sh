@@ -30,6 +30,11 @@ result() { # name status
 
 check() { # name command...
     local name=$1; shift
+    # VETH_ONLY=regex runs only the checks whose names match; starting and
+    # stopping servers between them still happens.
+    if [ -n "${VETH_ONLY:-}" ] && ! [[ "$name" =~ $VETH_ONLY ]]; then
+        case "$1" in start_server|stop_server) "$@" > /dev/null 2>&1; return 0 ;; *) return 0 ;; esac
+    fi
     # In this shell, not a subshell: start/stop_server keep SERVER_PID.
     "$@" > "$WORK/step.out" 2>&1; local st=$?
     sed 's/^/    /' "$WORK/step.out" | tail -5

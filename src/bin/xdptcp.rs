@@ -398,6 +398,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "tcp_checksum_errors": s.tcp_checksum_errors, "ip_checksum_errors": s.ip_checksum_errors,
             "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
             "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
+            "control_drops": s.control_drops, "arp_unresolved_drops": s.arp_unresolved_drops,
             "refused_full": s.refused_full, "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
             "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,

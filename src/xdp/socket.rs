@@ -16,6 +16,9 @@ use std::time::Duration;
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+/// Kicks per flush at most: a full 2048-slot ring in copy mode's batches of 32.
+const MAX_KICKS: u32 = 64;
+
 /// A frame of UMEM that we own.
 pub struct Frame(FrameDesc);
 
@@ -72,6 +75,8 @@ pub struct XskQueue {
     rx_descs: Vec<FrameDesc>,
     comp_descs: Vec<FrameDesc>,
     tx_in_flight: usize,
+    /// Slots in the TX ring.
+    tx_size: u32,
     /// Preferred busy polling is on: drive NAPI with recvfrom each turn.
     busy_poll: bool,
     total: usize,
@@ -140,6 +145,7 @@ impl XskQueue {
             rx_descs: descs[..64].to_vec(),
             comp_descs: descs[..cfg.ring_size as usize].to_vec(),
             tx_in_flight: 0,
+            tx_size: cfg.ring_size,
             busy_poll: false,
             total,
             queue,
@@ -265,9 +271,25 @@ impl XskQueue {
         if self.tx_in_flight == 0 {
             return; // nothing to kick, nothing to complete
         }
-        if self.tx.needs_wakeup() {
+        // In copy mode one kick (sendto) sends at most 32 frames (the
+        // kernel's TX_BATCH_SIZE) and then returns; a turn that queued more
+        // kicks again while the kernel keeps taking frames off the ring.
+        // Where a kick only schedules the driver (zero copy), the ring does
+        // not move during the call and one kick is all it takes.
+        let size = self.tx_size;
+        let mut kicks = 0;
+        while self.tx.needs_wakeup() && kicks < MAX_KICKS {
+            let before = self.tx.nb_free_exact();
+            if before == size {
+                break;
+            }
             self.stats.kicks += 1;
+            kicks += 1;
             let _ = self.tx.wakeup();
+            let after = self.tx.nb_free_exact();
+            if after == size || after == before {
+                break;
+            }
         }
         // SAFETY: comp_descs are scratch descriptors the ring fills in.
         let n = unsafe { self.comp.consume(&mut self.comp_descs) };

@@ -176,19 +176,22 @@ def check_keepalive_http(count="1000"):
 def check_legit(seconds="10", min_ratio="0.99", workers="8"):
     """Legitimate clients during an attack: `workers` threads connect,
     echo 64 bytes and close, one connection after another, for `seconds`.
-    Each connection may take up to 15 s (the kernel retransmits its SYN).
-    Passes when at least `min_ratio` of them succeed."""
+    Each connection may take up to 40 s, as a patient client's would: the
+    kernel retransmits a lost SYN after 1, 3, 7, 15 and 31 s, and a flood
+    that saturates the link loses legitimate frames too. Passes when at
+    least `min_ratio` of them succeed; says why the others failed."""
     seconds, min_ratio, workers = float(seconds), float(min_ratio), int(workers)
     end = time.time() + seconds
     results = []
+    failures = {}
     lock = threading.Lock()
 
     def one():
         while time.time() < end:
             ok = False
             try:
-                s = socket.create_connection((HOST, 7), timeout=15)
-                s.settimeout(15)
+                s = socket.create_connection((HOST, 7), timeout=40)
+                s.settimeout(40)
                 s.sendall(b"x" * 64)
                 got = b""
                 while len(got) < 64:
@@ -198,10 +201,13 @@ def check_legit(seconds="10", min_ratio="0.99", workers="8"):
                     got += chunk
                 s.close()
                 ok = got == b"x" * 64
-            except OSError:
-                ok = False
+                why = None if ok else f"short or wrong echo ({len(got)} bytes)"
+            except OSError as e:
+                ok, why = False, type(e).__name__
             with lock:
                 results.append(ok)
+                if why:
+                    failures[why] = failures.get(why, 0) + 1
 
     threads = [threading.Thread(target=one) for _ in range(workers)]
     for t in threads:
@@ -211,6 +217,8 @@ def check_legit(seconds="10", min_ratio="0.99", workers="8"):
     good = sum(results)
     ratio = good / max(len(results), 1)
     print(f"legitimate connections: {good} of {len(results)} succeeded ({ratio:.2%})")
+    if failures:
+        print("failures:", failures)
     if len(results) < workers or ratio < min_ratio:
         raise SystemExit("too few legitimate connections succeeded")
 
