@@ -11,5 +11,6 @@ pub mod engine;
 pub mod frames;
 pub mod kernel;
 pub mod load;
+pub mod relay;
 pub mod report;
 pub mod xdp;

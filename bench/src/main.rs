@@ -48,6 +48,11 @@ enum Command {
     /// --ip into an AF_XDP socket and drops them, counting; `tx` sends
     /// minimum-size frames to --to/--to-mac as fast as it can.
     Frames(FramesArgs),
+    /// The impairment relay: forwards every frame between --a and --b (in
+    /// a namespace of its own) with delay, jitter, loss, reordering,
+    /// duplication, corruption and a rate limit, until SIGINT/SIGTERM or
+    /// --duration. Prints what it did to each direction.
+    Relay(RelayArgs),
     /// Print the comparison table of a results file, and draw it as SVG.
     Report {
         file: PathBuf,
@@ -188,6 +193,50 @@ struct FramesArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct RelayArgs {
+    /// One side: frames from it go out on --b.
+    #[arg(long)]
+    a: String,
+    /// The other side: frames from it go out on --a.
+    #[arg(long)]
+    b: String,
+    /// One-way delay, milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    delay_ms: f64,
+    /// Each frame's delay varies by up to ± this many milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Percent of frames lost.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Percent of frames sent without the delay, ahead of earlier ones.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Percent of frames sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Percent of frames with one bit flipped past the Ethernet header.
+    #[arg(long, default_value_t = 0.0)]
+    corrupt: f64,
+    /// Rate limit in Mbit/s per direction (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    rate_mbit: f64,
+    /// Frames the rate limiter queues at most before dropping.
+    #[arg(long, default_value_t = 1000)]
+    queue: usize,
+    /// Seed of the impairments' random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many seconds (default: run until a signal).
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long, value_enum, default_value = "generic")]
+    xdp_mode: Mode,
+    #[arg(long)]
+    core: Option<usize>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FrameRole {
     Rx,
@@ -216,6 +265,7 @@ fn main() -> ExitCode {
         Command::Crr(a) => run(Workload::Crr, a),
         Command::Hold(a) => run(Workload::Hold, a),
         Command::Frames(a) => frames(a),
+        Command::Relay(a) => relay(a),
         Command::Report { file, svg } => report_file(&file, svg.as_deref()),
     };
     match result {
@@ -236,6 +286,39 @@ fn server(a: ServerArgs) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     kernel::serve(a.listen, a.app, a.threads, &a.cores, stop)
+}
+
+fn relay(a: RelayArgs) -> Result<(), String> {
+    use xdptcp_bench::relay::{self, Impairments};
+    let pct = |name: &str, v: f64| if (0.0..=100.0).contains(&v) { Ok(v / 100.0) } else { Err(format!("--{name} is a percentage (0 to 100), not {v}")) };
+    let ms = |name: &str, v: f64| if v >= 0.0 && v.is_finite() { Ok(Duration::from_secs_f64(v / 1000.0)) } else { Err(format!("--{name} must be a non-negative number of milliseconds")) };
+    let cfg = Impairments {
+        delay: ms("delay-ms", a.delay_ms)?,
+        jitter: ms("jitter-ms", a.jitter_ms)?,
+        loss: pct("loss", a.loss)?,
+        reorder: pct("reorder", a.reorder)?,
+        duplicate: pct("duplicate", a.duplicate)?,
+        corrupt: pct("corrupt", a.corrupt)?,
+        rate_bps: (a.rate_mbit.max(0.0) * 1e6) as u64,
+        queue: a.queue.max(1),
+    };
+    if cfg.jitter > cfg.delay {
+        return Err("--jitter-ms may not exceed --delay-ms (a frame cannot leave before it arrived)".into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    eprintln!("relay: {} <-> {}: {cfg:?}, seed {}", a.a, a.b, a.seed);
+    let duration = a.duration.map(Duration::from_secs_f64);
+    let (ab, ba) = relay::run(&a.a, &a.b, cfg, a.seed, xdp_mode(a.xdp_mode), a.core, duration, &stop)?;
+    for (dir, s) in [(format!("{} -> {}", a.a, a.b), ab), (format!("{} -> {}", a.b, a.a), ba)] {
+        println!(
+            "relay {dir}: in {} out {} lost {} duplicated {} corrupted {} reordered {} queue_drops {}",
+            s.frames_in, s.frames_out, s.lost, s.duplicated, s.corrupted, s.reordered, s.queue_drops
+        );
+    }
+    Ok(())
 }
 
 fn xdp_mode(m: Mode) -> xdptcp::xdp::XdpMode {

@@ -79,6 +79,14 @@ impl SteerProgram {
         Ok(SteerProgram { bpf, mode })
     }
 
+    /// Steers every IPv4 frame that arrives on `iface` (ARP for any target,
+    /// ICMP and TCP to any address but 0.0.0.0) into the sockets: for a
+    /// program that owns the interface, such as the impairment relay.
+    pub fn attach_all(iface: &str, mode: XdpMode) -> Result<SteerProgram, ProgramError> {
+        // `ours` in the program is `addr - steer_ip < steer_count`.
+        SteerProgram::attach(iface, Ipv4Addr::new(0, 0, 0, 1), u32::MAX, 0, mode)
+    }
+
     /// The mode the program runs in.
     pub fn mode(&self) -> XdpMode {
         self.mode
