@@ -3,8 +3,9 @@
 #   1. a short fuzz smoke over every wire parser (FUZZ_SECONDS each, default 10);
 #   2. every cargo test of the workspace, the full simulated-network matrix included;
 #   3. as root: the AF_XDP datapath over a veth pair against the kernel's TCP
-#      (scripts/veth-tests.sh, in its own namespaces), then the benchmark
-#      matrix in its short form (scripts/bench.sh --quick).
+#      (scripts/veth-tests.sh, in its own namespaces), the same through the
+#      impairment relay (scripts/relay-tests.sh), then the benchmark matrix
+#      in its short form (scripts/bench.sh --quick).
 # Usage: scripts/test.sh [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,8 @@ if [ "$(id -u)" = 0 ]; then
     echo "== veth tests (AF_XDP against the kernel's TCP)"
     cargo build --release --workspace --bins 2>&1 | tail -n 1
     bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
+    echo "== through the impairment relay (scripts/relay-tests.sh)"
+    RELAY_BYTES=${RELAY_BYTES:-4194304} bash scripts/relay-tests.sh 2>&1 | tee -a "$log" || status=1
     # The benchmark matrix, short: fails on crashes or errors, never on timing.
     echo "== bench smoke (scripts/bench.sh --quick)"
     if timeout 600 bash scripts/bench.sh --quick 2>&1 | tee "$log.bench"; then
@@ -54,6 +57,6 @@ else
     echo "== veth tests NOT run: they need root (CI runs them as root)"
 fi
 # One closing line over every test binary: "summary: N passed, N failed".
-awk '/^(test result:|veth summary:|bench summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^(test result:|veth summary:|relay summary:|bench summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

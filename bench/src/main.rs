@@ -314,8 +314,8 @@ fn relay(a: RelayArgs) -> Result<(), String> {
     let (ab, ba) = relay::run(&a.a, &a.b, cfg, a.seed, xdp_mode(a.xdp_mode), a.core, duration, &stop)?;
     for (dir, s) in [(format!("{} -> {}", a.a, a.b), ab), (format!("{} -> {}", a.b, a.a), ba)] {
         println!(
-            "relay {dir}: in {} out {} lost {} duplicated {} corrupted {} reordered {} queue_drops {}",
-            s.frames_in, s.frames_out, s.lost, s.duplicated, s.corrupted, s.reordered, s.queue_drops
+            "relay {dir}: in {} out {} lost {} duplicated {} corrupted {} reordered {} queue_drops {} in_flight {}",
+            s.frames_in, s.frames_out, s.lost, s.duplicated, s.corrupted, s.reordered, s.queue_drops, s.in_flight
         );
     }
     Ok(())

@@ -56,6 +56,8 @@ pub struct LinkStats {
     pub reordered: u64,
     pub queue_drops: u64,
     pub frames_out: u64,
+    /// Still held (delayed, or waiting for a TX slot) when the relay stopped.
+    pub in_flight: u64,
 }
 
 /// SplitMix64: small, fast, and the same sequence for the same seed.
@@ -263,7 +265,12 @@ pub fn run(a: &str, b: &str, cfg: Impairments, seed: u64, mode: XdpMode, core: O
             std::thread::sleep(Duration::from_nanos(nap.max(20_000)));
         }
     }
-    Ok((ab.stats(), ba.stats()))
+    let mut stats = (ab.stats(), ba.stats());
+    stats.0.in_flight = (ab.in_flight() + out_b.len()) as u64;
+    stats.0.frames_out -= out_b.len() as u64;
+    stats.1.in_flight = (ba.in_flight() + out_a.len()) as u64;
+    stats.1.frames_out -= out_a.len() as u64;
+    Ok(stats)
 }
 
 fn transmit(queue: &mut XskQueue, out: &mut VecDeque<Vec<u8>>) -> usize {
