@@ -208,6 +208,21 @@ sigterm_fin() {
 }
 check "SIGTERM: an open connection gets a FIN, exit 0, XDP detached" sigterm_fin
 
+# --- SIGKILL: the program goes with the process (bpf_link) --------------
+sigkill_detaches() {
+    start_server --port 7 --app echo || return 1
+    ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp" || { echo "no program attached while serving"; return 1; }
+    kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+    sleep 0.3
+    if ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"; then echo "a program is still attached after SIGKILL"; return 1; fi
+    echo "no program attached after SIGKILL"
+    start_server --port 7 --app echo || return 1
+    peer python3 tests/veth/peer.py echo 65536 || { stop_server; return 1; }
+    stop_server
+}
+check "SIGKILL: no XDP program left attached (bpf_link), and the next start serves" sigkill_detaches
+
 # --- preferred busy polling on the AF_XDP sockets ------------------------
 busy_poll_echo() {
     start_server --port 7 --app echo --busy-poll 50 || return 1
