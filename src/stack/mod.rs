@@ -631,10 +631,15 @@ impl<A: App> Shard<A> {
                 }
                 Event::Readable => self.offer_buffered(id, app),
                 Event::Writable => {
-                    app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state));
                     // Data the application left unread for lack of send space
-                    // (an echo) is offered again now that there is space.
+                    // (an echo) is offered again now that there is space;
+                    // then `on_writable`, which so sees the receive queue as
+                    // it is (an echo whose peer has closed closes there once
+                    // it has read everything).
                     self.offer_buffered(id, app);
+                    if let Some(e) = self.table.get_mut(id) {
+                        app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state));
+                    }
                 }
                 Event::PeerClosed => {
                     // Anything still buffered comes before the FIN.
