@@ -1,4 +1,6 @@
 //! The `xdptcp` command line.
+// serde_json::json! expands recursively per key; the stats row has many.
+#![recursion_limit = "256"]
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{not_root, read_sys, rx_queue_count, secret, stack_config};
+use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::Shard;
@@ -129,6 +131,53 @@ struct Serve {
     /// napi_defer_hard_irqs and gro_flush_timeout.
     #[arg(long, value_name = "USECS")]
     busy_poll: Option<u32>,
+    /// Connections per core, TIME_WAIT included; SYNs beyond it are
+    /// refused with a RST [default: 2097152].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Send buffer per connection (bytes; K, M, G suffixes) [default: 4M].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    send_buffer: Option<usize>,
+    /// Receive buffer per connection, out-of-order data included; the
+    /// largest window advertised (bytes) [default: 4M].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    recv_buffer: Option<usize>,
+    /// Out-of-order data held per core, all connections together; beyond
+    /// it out-of-order segments are dropped (bytes) [default: 64M].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    reassembly_limit: Option<usize>,
+    /// Receive memory per core (unread and out-of-order data of all
+    /// connections), like tcp_mem: windows are clamped from 3/4 of it and
+    /// stop growing at it (bytes) [default: 1G].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+impl Serve {
+    /// The resource caps given on the command line, over the defaults.
+    fn apply_caps(&self, cfg: &mut xdptcp::stack::StackConfig) -> Result<(), String> {
+        let nonzero = |flag: &str, v: usize| if v == 0 { Err(format!("{flag} must be at least 1")) } else { Ok(v) };
+        if let Some(n) = self.max_connections {
+            cfg.max_connections = nonzero("--max-connections", n)?;
+        }
+        if let Some(n) = self.send_buffer {
+            cfg.tcp.send_buffer = nonzero("--send-buffer", n)?;
+        }
+        if let Some(n) = self.recv_buffer {
+            // RFC 7323 §2.3: a window scale of 14 reaches 1 GiB at most.
+            if n > 1 << 30 {
+                return Err("--recv-buffer: windows cannot exceed 1 GiB (RFC 7323)".into());
+            }
+            cfg.tcp.recv_buffer = nonzero("--recv-buffer", n)?;
+        }
+        if let Some(n) = self.reassembly_limit {
+            cfg.reassembly_limit = n;
+        }
+        if let Some(n) = self.memory_limit {
+            cfg.memory_limit = nonzero("--memory-limit", n)?;
+        }
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
@@ -237,7 +286,8 @@ where
     if not_root() {
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
-    let cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
+    let mut cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
+    s.apply_caps(&mut cfg)?;
     let ip = cfg.ip;
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
@@ -399,7 +449,11 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
             "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
             "control_drops": s.control_drops, "arp_unresolved_drops": s.arp_unresolved_drops,
-            "refused_full": s.refused_full, "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
+            "refused_full": s.refused_full,
+            "ooo_dropped": s.ooo_dropped, "window_clamped": s.window_clamped, "mem_dropped": s.mem_dropped,
+            // Now, not counts: receive bytes held (in order unread + out of order), and the out-of-order part.
+            "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
+            "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
             "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
             "zero_copy_sockets": u64::from(w.zero_copy),

@@ -12,6 +12,17 @@
 //! with their backlogs and SYN cookies, and applies the TIME_WAIT policy
 //! (`max_time_wait`, like `tcp_max_tw_buckets`; `tw_reuse`, like
 //! `tcp_tw_reuse`). Malformed input is counted, never trusted.
+//!
+//! Every resource is capped (see [`StackConfig`]): connections
+//! (`max_connections`), each connection's buffers (`tcp.send_buffer`,
+//! `tcp.recv_buffer`), out-of-order data across the shard
+//! (`reassembly_limit`) and receive memory across the shard
+//! (`memory_limit`, like Linux's `tcp_mem`). The shard keeps the totals
+//! current by the change each call into a connection makes (never by a scan)
+//! and passes what is left to the connection as an [`RxBudget`] before
+//! feeding it a segment or polling it for output. Hitting a cap degrades,
+//! and is counted: a SYN is refused with RST, out-of-order data is dropped
+//! (the peer retransmits it), windows stop growing.
 
 pub mod arp;
 pub mod table;
@@ -24,7 +35,7 @@ use std::sync::Arc;
 use crate::app::{App, Conn, ConnId};
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, State, SynOutcome};
+use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, RxBudget, State, SynOutcome};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IcmpEchoKind, IcmpEchoRepr, IcmpPacket,
@@ -56,8 +67,23 @@ pub struct StackConfig {
     pub mtu: usize,
     pub tcp: Config,
     pub listener: ListenerConfig,
-    /// Connections per shard; SYNs beyond it are refused with RST.
+    /// Connections per shard, TIME_WAIT included; SYNs beyond it are
+    /// refused with RST (counted as `refused_full`), active opens fail.
     pub max_connections: usize,
+    /// Out-of-order bytes held for reassembly by all connections of the
+    /// shard together. An out-of-order segment that would exceed it is
+    /// dropped (counted as `ooo_dropped`) and not SACKed, so the peer
+    /// retransmits it; in-order data never counts against it. 64 MiB.
+    pub reassembly_limit: usize,
+    /// Bytes held in receive buffers (unread in-order data plus out-of-order
+    /// data) by all connections of the shard together, like Linux's
+    /// `tcp_mem` for receive memory. From 3/4 of it (the pressure mark,
+    /// Linux's `tcp_mem[1]`) windows grow by at most 4 MSS (counted as
+    /// `window_clamped`; an edge already advertised is never moved left,
+    /// RFC 9293 §3.8.6); at the limit they grow no more, and data that
+    /// would exceed it is dropped (`mem_dropped`, `ooo_dropped`) rather than
+    /// stored. 1 GiB.
+    pub memory_limit: usize,
     /// TIME_WAIT connections kept (Linux's `tcp_max_tw_buckets`); beyond it a
     /// closing connection skips TIME_WAIT and is counted.
     pub max_time_wait: usize,
@@ -83,6 +109,8 @@ impl StackConfig {
             tcp: Config::for_mtu(1500),
             listener: ListenerConfig::default(),
             max_connections: 1 << 21,
+            reassembly_limit: 64 << 20,
+            memory_limit: 1 << 30,
             max_time_wait: 262_144,
             tw_reuse: false,
             ephemeral_ports: (32768, 60999),
@@ -90,6 +118,11 @@ impl StackConfig {
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
         }
+    }
+
+    /// Receive memory from which windows are clamped: 3/4 of `memory_limit`.
+    pub fn memory_pressure(&self) -> usize {
+        self.memory_limit / 4 * 3
     }
 
     /// One of our addresses.
@@ -127,6 +160,18 @@ pub struct ShardStats {
     pub passive_opens: u64,
     pub active_opens: u64,
     pub refused_full: u64,
+    /// Out-of-order segments not stored: over the shard's reassembly or
+    /// memory limit (or a connection's own buffer or range table).
+    pub ooo_dropped: u64,
+    /// Segments sent with a window held back by receive-memory pressure.
+    pub window_clamped: u64,
+    /// In-order segments not (wholly) stored: receive memory was exhausted.
+    pub mem_dropped: u64,
+    /// Now, not a count: bytes held in receive buffers (unread in-order
+    /// data plus out-of-order data), at most `memory_limit`.
+    pub recv_buffered: u64,
+    /// Now, not a count: out-of-order bytes held, at most `reassembly_limit`.
+    pub ooo_buffered: u64,
     pub time_wait_overflow: u64,
     pub time_wait_reused: u64,
     pub control_drops: u64,
@@ -145,6 +190,24 @@ pub enum Verdict {
     /// core (the peer's queue choice changed, or this is the reply to an
     /// active open made elsewhere). The caller passes it on.
     Forward,
+}
+
+/// What a call into a connection may change in the shard's receive totals,
+/// read before and after it.
+#[derive(Debug, Clone, Copy)]
+struct RxSnapshot {
+    held: usize,
+    ooo: usize,
+    ooo_dropped: u32,
+    window_clamped: u32,
+    mem_dropped: u32,
+}
+
+impl RxSnapshot {
+    fn of(c: &Connection) -> RxSnapshot {
+        let s = c.stats();
+        RxSnapshot { held: c.recv_held(), ooo: c.ooo_queue(), ooo_dropped: s.ooo_dropped, window_clamped: s.window_clamped, mem_dropped: s.mem_dropped }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -242,10 +305,74 @@ impl<A: App> Shard<A> {
 
     /// Runs `f` on a connection, as the application sees it.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
+        let before = self.begin_call(id)?;
         let e = self.table.get_mut(id)?;
         let r = f(&mut Conn::new(id, &mut e.conn, &mut e.state));
         self.touch(id);
+        self.end_call(id, before);
         Some(r)
+    }
+
+    /// Offers a connection's buffered received data to the application
+    /// again, for an application that left data unread (`on_data` returned
+    /// less than it was given) and is ready for it now. Reading frees receive
+    /// memory and reopens the window.
+    pub fn resume_reading(&mut self, now: Instant, id: ConnId, app: &mut A) {
+        let Some(before) = self.begin_call(id) else { return };
+        self.offer_buffered(id, app);
+        self.after_io(now, id, app);
+        self.end_call(id, before);
+    }
+
+    // ---- receive memory ----------------------------------------------
+
+    /// What a connection may still use of the shard's receive limits.
+    fn rx_budget(&self) -> RxBudget {
+        let held = self.stats.recv_buffered as usize;
+        let memory = self.cfg.memory_limit.saturating_sub(held);
+        // Under pressure a window grows by at most 4 MSS, as Linux clamps
+        // rcv_ssthresh to 4 * advmss (tcp_adjust_rcv_ssthresh); at the limit
+        // (memory == 0) by nothing.
+        let window = if held >= self.cfg.memory_pressure() { memory.min(4 * usize::from(self.tcp.mss)) } else { usize::MAX };
+        RxBudget { reassembly: self.cfg.reassembly_limit.saturating_sub(self.stats.ooo_buffered as usize), memory, window }
+    }
+
+    /// Before a call into a connection: hands it its budget and notes what
+    /// the call may change, for `end_call`.
+    fn begin_call(&mut self, id: ConnId) -> Option<RxSnapshot> {
+        let budget = self.rx_budget();
+        let e = self.table.get_mut(id)?;
+        e.conn.set_rx_budget(budget);
+        Some(RxSnapshot::of(&e.conn))
+    }
+
+    /// After a call into a connection: moves the totals and counters by
+    /// what it changed (O(1), whatever the number of connections).
+    fn end_call(&mut self, id: ConnId, before: RxSnapshot) {
+        let Some(e) = self.table.get(id) else {
+            debug_assert!(false, "a connection vanished during a call");
+            return;
+        };
+        let after = RxSnapshot::of(&e.conn);
+        let s = &mut self.stats;
+        s.recv_buffered = (s.recv_buffered + after.held as u64) - before.held as u64;
+        s.ooo_buffered = (s.ooo_buffered + after.ooo as u64) - before.ooo as u64;
+        s.ooo_dropped += u64::from(after.ooo_dropped.wrapping_sub(before.ooo_dropped));
+        s.window_clamped += u64::from(after.window_clamped.wrapping_sub(before.window_clamped));
+        s.mem_dropped += u64::from(after.mem_dropped.wrapping_sub(before.mem_dropped));
+    }
+
+    /// A connection leaves the table: what it held leaves the totals.
+    fn unaccount(stats: &mut ShardStats, conn: &Connection) {
+        stats.recv_buffered -= conn.recv_held() as u64;
+        stats.ooo_buffered -= conn.ooo_queue() as u64;
+    }
+
+    /// The receive bytes held, summed over every connection: (all, out of
+    /// order). What `stats().recv_buffered` and `ooo_buffered` track without
+    /// a scan; O(connections), for tests and audits.
+    pub fn recount_buffered(&self) -> (u64, u64) {
+        self.table.iter().fold((0, 0), |(h, o), (_, e)| (h + e.conn.recv_held() as u64, o + e.conn.ooo_queue() as u64))
     }
 
     /// Connections not finished yet: anything but TIME_WAIT and CLOSED.
@@ -590,6 +717,8 @@ impl<A: App> Shard<A> {
                 }
             }
         }
+        let Some(before) = self.begin_call(id) else { return };
+        let Some(e) = self.table.get_mut(id) else { return };
         let direct = e.conn.handle_segment_direct(now, seg);
         if !direct.is_empty() {
             // A connection's first data can ride on the handshake's last ACK:
@@ -602,6 +731,7 @@ impl<A: App> Shard<A> {
             }
         }
         self.after_io(now, id, app);
+        self.end_call(id, before);
     }
 
     /// Runs the application callbacks for a connection's events and keeps
@@ -733,6 +863,7 @@ impl<A: App> Shard<A> {
     /// reuse or overflow: it was already told it closed).
     fn drop_conn(&mut self, id: ConnId) {
         if let Some(e) = self.table.remove(id) {
+            Self::unaccount(&mut self.stats, &e.conn);
             if e.in_time_wait {
                 self.time_wait -= 1;
             }
@@ -756,12 +887,14 @@ impl<A: App> Shard<A> {
         self.wheel.expire(now, &mut expired);
         for raw in expired.drain(..) {
             let id = ConnId(raw);
+            let Some(before) = self.begin_call(id) else { continue };
             let Some(e) = self.table.get_mut(id) else { continue };
             e.scheduled = UNSCHEDULED;
             if e.conn.poll_timeout().is_some_and(|t| t <= now) {
                 e.conn.handle_timeout(now);
             }
             self.after_io(now, id, app);
+            self.end_call(id, before);
         }
         self.expired = expired;
 
@@ -778,6 +911,7 @@ impl<A: App> Shard<A> {
                 if e.conn.is_closed() {
                     let reason = e.conn.close_reason();
                     let e = self.table.remove(id).expect("present");
+                    Self::unaccount(&mut self.stats, &e.conn);
                     if e.in_time_wait {
                         self.time_wait -= 1;
                     }
@@ -807,12 +941,18 @@ impl<A: App> Shard<A> {
             return Some(n);
         }
         let room = (self.cfg.mtu + ETH).min(buf.len());
+        // Sending changes no buffered totals, only the window advertised.
+        let budget = self.rx_budget();
         while let Some(&id) = self.dirty.last() {
             let Some(e) = self.table.get_mut(id) else {
                 self.dirty.pop();
                 continue;
             };
-            let Some(len) = e.conn.poll_transmit(now, &mut buf[HEADROOM..room]) else {
+            e.conn.set_rx_budget(budget);
+            let clamped = e.conn.stats().window_clamped;
+            let sent = e.conn.poll_transmit(now, &mut buf[HEADROOM..room]);
+            self.stats.window_clamped += u64::from(e.conn.stats().window_clamped.wrapping_sub(clamped));
+            let Some(len) = sent else {
                 e.dirty = false;
                 self.dirty.pop();
                 if e.conn.state() == State::Closed {

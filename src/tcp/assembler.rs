@@ -3,6 +3,9 @@
 //! Offsets are relative to RCV.NXT. The list is bounded: a segment that would
 //! need more than `MAX_RANGES` disjoint ranges is refused (and the peer
 //! retransmits it later). No heap memory is held while the list is empty.
+//!
+//! The byte total is kept as ranges change, so a shard can account the
+//! out-of-order data it holds per segment in O(1) (see `RxBudget`).
 
 /// Most disjoint out-of-order ranges kept per connection. A lossy window of
 /// alternating holes needs one range per segment, so this must cover a full
@@ -17,11 +20,13 @@ pub struct TooManyRanges;
 pub struct Assembler {
     /// Sorted, disjoint, non-adjacent (offset, len) with len > 0.
     ranges: Vec<(usize, usize)>,
+    /// Sum of the ranges' lengths.
+    bytes: usize,
 }
 
 impl Assembler {
     pub const fn new() -> Self {
-        Assembler { ranges: Vec::new() }
+        Assembler { ranges: Vec::new(), bytes: 0 }
     }
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
@@ -29,11 +34,13 @@ impl Assembler {
     pub fn range_count(&self) -> usize {
         self.ranges.len()
     }
+    /// Bytes held in all ranges (O(1)).
     pub fn total_bytes(&self) -> usize {
-        self.ranges.iter().map(|r| r.1).sum()
+        self.bytes
     }
     pub fn clear(&mut self) {
         self.ranges.clear();
+        self.bytes = 0;
     }
     /// Frees the heap storage when empty.
     pub fn shrink(&mut self) {
@@ -44,6 +51,21 @@ impl Assembler {
     /// The ranges in ascending order, as (offset, len).
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.ranges.iter().copied()
+    }
+
+    /// How many bytes of `[offset, offset + len)` no range covers yet: what
+    /// `add` would add to `total_bytes`.
+    pub fn uncovered(&self, offset: usize, len: usize) -> usize {
+        let end = offset.saturating_add(len);
+        let first = self.ranges.partition_point(|&(o, l)| o + l <= offset);
+        let mut covered = 0;
+        for &(o, l) in &self.ranges[first..] {
+            if o >= end {
+                break;
+            }
+            covered += (o + l).min(end) - o.max(offset);
+        }
+        len - covered
     }
 
     /// Records bytes `[offset, offset + len)`, merging with neighbours.
@@ -64,10 +86,13 @@ impl Assembler {
                 return Err(TooManyRanges);
             }
             self.ranges.insert(first, (offset, len));
+            self.bytes += len;
             return Ok(());
         }
         let start = offset.min(self.ranges[first].0);
         let stop = end.max(self.ranges[last - 1].0 + self.ranges[last - 1].1);
+        let merged: usize = self.ranges[first..last].iter().map(|r| r.1).sum();
+        self.bytes = self.bytes - merged + (stop - start);
         self.ranges[first] = (start, stop - start);
         self.ranges.drain(first + 1..last);
         Ok(())
@@ -79,6 +104,7 @@ impl Assembler {
         match self.ranges.first() {
             Some(&(0, len)) => {
                 self.ranges.remove(0);
+                self.bytes -= len;
                 for r in &mut self.ranges {
                     r.0 -= len;
                 }
@@ -126,7 +152,8 @@ mod tests {
         a.clear();
         a.shrink();
         assert_eq!(a.ranges.capacity(), 0);
-        assert!(core::mem::size_of::<Assembler>() <= 24);
+        assert_eq!(a.total_bytes(), 0);
+        assert!(core::mem::size_of::<Assembler>() <= 32);
     }
 
     proptest! {
@@ -135,9 +162,12 @@ mod tests {
             let mut a = Assembler::new();
             let mut bits = vec![false; 500];
             for (o, l) in adds {
+                let fresh = bits[o..o + l].iter().filter(|b| !**b).count();
+                prop_assert_eq!(a.uncovered(o, l), fresh);
                 if a.add(o, l).is_ok() {
                     for b in &mut bits[o..o + l] { *b = true; }
                 }
+                prop_assert_eq!(a.total_bytes(), bits.iter().filter(|b| **b).count());
             }
             let mut model = Vec::new();
             let mut i = 0;

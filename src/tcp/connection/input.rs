@@ -45,10 +45,29 @@ impl Connection {
             return;
         }
         self.flags &= !F_DIRECT_PENDING;
+        let mut unconsumed = unconsumed;
+        let room = self.budget_memory as usize;
+        if unconsumed.len() > room {
+            // The shard's receive memory is exhausted: keep what fits and
+            // un-receive the tail. Nothing acknowledged it yet (the ACK goes
+            // out at the next poll_transmit), so RCV.NXT steps back and the
+            // peer retransmits it, as for any segment dropped before it was
+            // acknowledged (Linux drops in this case too, TCPRcvQDrop).
+            let dropped = unconsumed.len() - room;
+            unconsumed = &unconsumed[..room];
+            self.rcv_nxt = self.rcv_nxt - dropped;
+            self.stats.mem_dropped = self.stats.mem_dropped.wrapping_add(1);
+            self.flags |= F_ACK_NOW;
+        }
         if !unconsumed.is_empty() {
             let n = self.rx.push(unconsumed);
             debug_assert_eq!(n, unconsumed.len(), "direct payload exceeded the window");
+            self.spend_budget(n, false);
             self.events |= EV_READABLE;
+        }
+        // A FIN left for us by `handle_segment_direct` (a no-op otherwise).
+        if self.state != State::Closed {
+            self.maybe_take_fin(self.last_rx);
         }
         if self.flags & F_CLOSE_DEFERRED != 0 {
             self.flags &= !F_CLOSE_DEFERRED;
@@ -295,7 +314,13 @@ impl Connection {
                 self.flags |= F_FIN_RECEIVED;
             }
         }
-        self.maybe_take_fin(now);
+        // A direct delivery larger than the memory budget may be cut back in
+        // `complete_direct` (see there): RCV.NXT is final only then, and so
+        // that call takes the FIN. Otherwise the FIN counts now, before the
+        // application sees the data, as always.
+        if !(self.flags & F_DIRECT_PENDING != 0 && direct.len() > self.budget_memory as usize) {
+            self.maybe_take_fin(now);
+        }
         direct
     }
 
@@ -467,13 +492,21 @@ impl Connection {
         self.stats.bytes_received += payload.len() as u64;
         if offset > 0 {
             // Out of order: keep it in the reassembly area (bounded by the
-            // window and by the assembler's range count) and ACK at once,
-            // with SACK (RFC 5681 §4.2, RFC 2018 §4).
-            let written = self.rx.write_unallocated(offset, payload);
-            if written == 0 || self.ooo.add(offset, written).is_err() {
-                self.stats.ooo_dropped = self.stats.ooo_dropped.wrapping_add(1);
+            // window, the assembler's range count and the shard's budgets)
+            // and ACK at once, with SACK (RFC 5681 §4.2, RFC 2018 §4). Data
+            // not kept is not SACKed, so the peer retransmits it.
+            let fits = payload.len().min(self.rx.limit().saturating_sub(self.rx.len() + offset));
+            let fresh = self.ooo.uncovered(offset, fits);
+            let allowed = (self.budget_reassembly as usize).min(self.budget_memory as usize);
+            let stored = fits > 0 && fresh <= allowed && {
+                let written = self.rx.write_unallocated(offset, &payload[..fits]);
+                written == fits && self.ooo.add(offset, written).is_ok()
+            };
+            if stored {
+                self.spend_budget(fresh, true);
+                self.last_ooo = Some((offset as u32, fits as u32));
             } else {
-                self.last_ooo = Some((offset as u32, written as u32));
+                self.stats.ooo_dropped = self.stats.ooo_dropped.wrapping_add(1);
             }
             self.flags |= F_ACK_NOW;
             return &[];
@@ -488,7 +521,22 @@ impl Connection {
             return payload;
         }
 
+        // In-order data is buffered whatever the reassembly budget, but
+        // within the shard's receive memory: at its limit the rest is not
+        // stored (nor acknowledged) and comes again.
+        let mut payload = payload;
+        let fresh = if filled_gap { self.ooo.uncovered(0, payload.len()) } else { payload.len() };
+        if fresh > self.budget_memory as usize {
+            payload = &payload[..self.budget_memory as usize];
+            self.stats.mem_dropped = self.stats.mem_dropped.wrapping_add(1);
+            self.flags |= F_ACK_NOW;
+            if payload.is_empty() {
+                return &[];
+            }
+        }
         let written = self.rx.write_unallocated(0, payload);
+        let fresh = if filled_gap { self.ooo.uncovered(0, written) } else { written };
+        self.spend_budget(fresh, false);
         let mut contiguous = written;
         if filled_gap {
             // The in-order bytes may join ranges that were waiting.

@@ -22,6 +22,16 @@
 //! the application did not consume through [`Connection::complete_direct`],
 //! before any other call on this connection.
 //!
+//! # Shard-wide limits
+//! A connection caps its own buffers (`send_buffer`, `recv_buffer`); limits
+//! shared by all connections of a shard (reassembly memory, receive-memory
+//! pressure) are the shard's to track. Before it feeds a segment or polls for
+//! output, the shard tells the connection what it may still use through
+//! [`Connection::set_rx_budget`]; the engine never sees totals, and holding
+//! back is graceful: out-of-order data beyond the budget is dropped (the
+//! peer retransmits it), and the advertised window stops growing but its
+//! right edge is never moved left (RFC 9293 §3.8.6).
+//!
 //! # Invariants
 //! - `snd_una <= snd_nxt <= snd_max`; `tx` holds the bytes from `tx_seq` on.
 //! - The receive buffer holds the bytes from `rcv_nxt - rx.len()`; out-of-order
@@ -180,7 +190,41 @@ pub struct ConnStats {
     pub out_of_window: u32,
     pub challenge_acks: u32,
     pub dup_segments: u32,
+    /// Out-of-order segments not stored: over the receive buffer, the range
+    /// table, or the shard's reassembly or memory budget.
     pub ooo_dropped: u32,
+    /// Segments whose advertised window was held below the free receive
+    /// buffer by the shard's memory pressure.
+    pub window_clamped: u32,
+    /// In-order segments whose data was (partly) not stored because the
+    /// shard's receive memory was exhausted (Linux's TCPRcvQDrop).
+    pub mem_dropped: u32,
+}
+
+/// What a connection's receive side may still use, set by the shard before
+/// each call from its shard-wide totals ([`Connection::set_rx_budget`]).
+/// The default is unlimited: a connection on its own is bounded only by its
+/// receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxBudget {
+    /// Out-of-order bytes this connection may add to what it holds.
+    pub reassembly: usize,
+    /// Bytes, in order or not, this connection may add to what it holds.
+    pub memory: usize,
+    /// The largest window to advertise, from RCV.NXT. A window already
+    /// advertised beyond it is kept (its right edge never moves left), it
+    /// just does not grow.
+    pub window: usize,
+}
+
+impl RxBudget {
+    pub const UNLIMITED: RxBudget = RxBudget { reassembly: usize::MAX, memory: usize::MAX, window: usize::MAX };
+}
+
+impl Default for RxBudget {
+    fn default() -> Self {
+        RxBudget::UNLIMITED
+    }
 }
 
 /// A TCP connection (a TCB), RFC 9293 §3.3.1.
@@ -241,6 +285,11 @@ pub struct Connection {
     tx: RingBuffer,
     rx: RingBuffer,
     ooo: Assembler,
+    /// What is left of the shard's budget (`RxBudget`, saturated to u32:
+    /// u32::MAX means at least 4 GiB, more than any one call can use).
+    budget_reassembly: u32,
+    budget_memory: u32,
+    budget_window: u32,
     /// The out-of-order range most recently added (offset, len), for SACK's first block.
     last_ooo: Option<(u32, u32)>,
     sacks: Scoreboard,
@@ -298,6 +347,9 @@ impl Connection {
             last_rx: now,
             challenge_window: now,
             ooo: Assembler::new(),
+            budget_reassembly: u32::MAX,
+            budget_memory: u32::MAX,
+            budget_window: u32::MAX,
             last_ooo: None,
             sacks: Scoreboard::new(),
             rtt,
@@ -434,6 +486,19 @@ impl Connection {
     /// Bytes received in order and not yet read (ss's Recv-Q).
     pub fn recv_queue(&self) -> usize {
         self.rx.len()
+    }
+    /// Out-of-order bytes held for reassembly.
+    pub fn ooo_queue(&self) -> usize {
+        self.ooo.total_bytes()
+    }
+    /// Bytes the receive side holds: unread in-order data plus out-of-order
+    /// data (what a shard's receive-memory budget counts).
+    pub fn recv_held(&self) -> usize {
+        self.rx.len() + self.ooo.total_bytes()
+    }
+    /// The window we advertised last, from RCV.NXT (0 once it is used up).
+    pub fn recv_window(&self) -> usize {
+        self.rcv_adv - self.rcv_nxt
     }
     /// Free space in the send buffer.
     pub fn send_capacity(&self) -> usize {
@@ -615,6 +680,28 @@ impl Connection {
             self.flags |= F_SEND_RST;
         }
         self.enter_closed(CloseReason::Aborted);
+    }
+
+    /// Sets what the receive side may still use (see [`RxBudget`]); it holds
+    /// until set again, and shrinks as the connection stores data. A shard
+    /// sets it before feeding a segment and before polling for output.
+    pub fn set_rx_budget(&mut self, budget: RxBudget) {
+        let narrow = |v: usize| v.min(u32::MAX as usize) as u32;
+        self.budget_reassembly = narrow(budget.reassembly);
+        self.budget_memory = narrow(budget.memory);
+        self.budget_window = narrow(budget.window);
+    }
+
+    /// Takes `n` newly held bytes off the memory budget (and off the
+    /// reassembly budget when they are out of order).
+    fn spend_budget(&mut self, n: usize, out_of_order: bool) {
+        let n = n.min(u32::MAX as usize) as u32;
+        if self.budget_memory != u32::MAX {
+            self.budget_memory = self.budget_memory.saturating_sub(n);
+        }
+        if out_of_order && self.budget_reassembly != u32::MAX {
+            self.budget_reassembly = self.budget_reassembly.saturating_sub(n);
+        }
     }
 
     /// Overrides the stack's keepalive setting for this connection.

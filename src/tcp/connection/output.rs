@@ -250,13 +250,27 @@ impl Connection {
 
     /// The window to advertise, with receiver SWS avoidance (RFC 1122
     /// §4.2.3.3); the right edge never moves left (RFC 9293 §3.8.6.2.2).
+    ///
+    /// The shard's window budget caps growth, as Linux's memory pressure
+    /// caps `rcv_ssthresh` (tcp_clamp_window): an edge already advertised
+    /// beyond it stays where it is, only new space is withheld.
     fn advertise_window(&mut self) -> u16 {
         let free = self.rx.limit() - self.rx.len();
-        let candidate = self.rcv_nxt + free;
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
-        if candidate > self.rcv_adv && (candidate - self.rcv_adv >= threshold || self.rcv_adv <= self.rcv_nxt) {
-            self.rcv_adv = candidate;
+        let grown = |adv: SeqNumber, room: usize| {
+            let candidate = self.rcv_nxt + room;
+            if candidate > adv && (candidate - adv >= threshold || adv <= self.rcv_nxt) {
+                candidate
+            } else {
+                adv
+            }
+        };
+        let clamp = self.budget_window as usize;
+        let adv = grown(self.rcv_adv, free.min(clamp));
+        if free > clamp && grown(self.rcv_adv, free) > adv {
+            self.stats.window_clamped = self.stats.window_clamped.wrapping_add(1);
         }
+        self.rcv_adv = adv;
         let wnd = self.rcv_adv - self.rcv_nxt;
         let field = (wnd >> self.rcv_wscale).min(u16::MAX as usize);
         field as u16
@@ -321,9 +335,14 @@ impl Connection {
         }
         let window = if syn {
             // RFC 7323 §2.2: a SYN's window is never scaled.
-            let free = self.rx.limit() - self.rx.len();
-            self.rcv_adv = self.rcv_nxt + free.min(u16::MAX as usize);
-            (free.min(u16::MAX as usize)) as u16
+            let free = (self.rx.limit() - self.rx.len()).min(u16::MAX as usize);
+            let clamp = self.budget_window as usize;
+            if free > clamp {
+                self.stats.window_clamped = self.stats.window_clamped.wrapping_add(1);
+            }
+            let wnd = free.min(clamp);
+            self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + wnd);
+            (self.rcv_adv - self.rcv_nxt).min(u16::MAX as usize) as u16
         } else if flags.rst() {
             0
         } else {
