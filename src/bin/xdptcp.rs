@@ -405,9 +405,9 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "zero_copy_sockets": u64::from(w.zero_copy),
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
-            "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
+            "umem_frames_free": w.frames.free, "umem_frames_tx_in_flight": w.frames.tx_in_flight(), "umem_frames_total": w.frames.total,
             // Posted to the kernel for receiving: in the fill ring, or filled and waiting in the RX ring.
-            "umem_frames_fill_or_rx": w.frames.2.saturating_sub(w.frames.0 + w.frames.1),
+            "umem_frames_fill_or_rx": w.frames.fill + w.frames.rx,
             // Counted by the kernel on the socket: frames dropped before the stack saw them.
             "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
             "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,

@@ -2,7 +2,9 @@
 //! the XDP program. Every `unsafe` block says why it is sound.
 
 pub mod program;
+pub mod rings;
 pub mod socket;
 
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
-pub use socket::{KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
+pub use rings::{Rings, XskRings};
+pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
