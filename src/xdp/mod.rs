@@ -1,6 +1,8 @@
 //! AF_XDP: the only module with `unsafe`. It owns UMEM, rings, sockets and
 //! the XDP program. Every `unsafe` block says why it is sound.
 
+#[cfg(test)]
+mod fake;
 pub mod program;
 pub mod rings;
 pub mod socket;

@@ -422,3 +422,6 @@ impl<R: Rings> XskQueue<R> {
         self.check_frames();
     }
 }
+
+#[cfg(test)]
+mod tests;
