@@ -438,7 +438,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
     let xdp = program.counters();
     let row = |w: &WorkerStats| {
         let s = &w.shard;
-        serde_json::json!({
+        let mut row = serde_json::json!({
             "queue": w.queue,
             "connections": w.connections,
             "time_wait": w.time_wait,
@@ -459,14 +459,29 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "zero_copy_sockets": u64::from(w.zero_copy),
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
-            "umem_frames_free": w.frames.0, "umem_frames_tx_in_flight": w.frames.1, "umem_frames_total": w.frames.2,
-            // Posted to the kernel for receiving: in the fill ring, or filled and waiting in the RX ring.
-            "umem_frames_fill_or_rx": w.frames.2.saturating_sub(w.frames.0 + w.frames.1),
             // Counted by the kernel on the socket: frames dropped before the stack saw them.
             "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
             "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
             "xsk_tx_invalid_descs": w.kernel.tx_invalid_descs, "xsk_tx_ring_empty": w.kernel.tx_ring_empty,
-        })
+        });
+        let f = &w.frames;
+        let umem = serde_json::json!({
+            // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
+            // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
+            // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
+            // on the completion ring; held: by connections (0, the stack copies).
+            "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
+            "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
+            "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,
+            "umem_frames_ok": f.ok(),
+            // Older names: tx + completion, and fill + rx.
+            "umem_frames_tx_in_flight": f.tx_in_flight(),
+            "umem_frames_fill_or_rx": f.fill + f.rx,
+        });
+        if let (Some(r), serde_json::Value::Object(u)) = (row.as_object_mut(), umem) {
+            r.extend(u);
+        }
+        row
     };
     let per: Vec<_> = workers.iter().map(row).collect();
     let mut total = serde_json::Map::new();
@@ -475,8 +490,12 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             if k == "queue" {
                 continue;
             }
-            let sum = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
-            total.insert(k.clone(), serde_json::json!(sum));
+            // Flags hold for the total if they hold for every queue; counters add up.
+            let sum = match v.as_bool() {
+                Some(b) => serde_json::json!(b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
+                None => serde_json::json!(total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0)),
+            };
+            total.insert(k.clone(), sum);
         }
     }
     let xdp_json: serde_json::Map<_, _> = COUNTER_NAMES.iter().zip(xdp).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect();

@@ -74,8 +74,8 @@ pub struct WorkerStats {
     pub xsk: QueueStats,
     pub connections: usize,
     pub time_wait: usize,
-    /// (free, tx in flight, total) UMEM frames; the rest sit in the fill/RX rings.
-    pub frames: (usize, usize, usize),
+    /// Where the queue's UMEM frames are.
+    pub frames: crate::xdp::FrameCounts,
     pub retransmits: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
@@ -117,7 +117,7 @@ pub enum Control {
     Connections(Sender<Vec<ConnInfo>>),
 }
 
-fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &XskQueue) {
+fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
     match req {
         Control::Stats(reply) => {
             let (mut rtx, mut sent, mut valid) = (0u64, 0u64, 0u64);
@@ -270,7 +270,7 @@ pub fn run_worker_with<A: App>(
         }
         queue.flush();
         while let Ok(req) = control.try_recv() {
-            answer(req, &shard, &queue);
+            answer(req, &shard, &mut queue);
         }
         if got == 0 && sent == 0 {
             idle += 1;

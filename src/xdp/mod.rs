@@ -1,8 +1,12 @@
 //! AF_XDP: the only module with `unsafe`. It owns UMEM, rings, sockets and
 //! the XDP program. Every `unsafe` block says why it is sound.
 
+#[cfg(test)]
+mod fake;
 pub mod program;
+pub mod rings;
 pub mod socket;
 
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
-pub use socket::{KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
+pub use rings::{Rings, XskRings};
+pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};

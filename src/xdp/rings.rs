@@ -1,0 +1,180 @@
+//! What [`XskQueue`](super::XskQueue) needs from an AF_XDP socket: its four
+//! rings and its UMEM, as a trait.
+//!
+//! [`XskRings`] is the real thing (xsk-rs over a bound socket). Tests run the
+//! queue's frame-ownership logic over a fake kernel in anonymous memory
+//! instead (`fake.rs`). The queue is generic over the backend, so each use is
+//! monomorphized: no `dyn`, and the production calls inline to what they
+//! were before.
+
+use std::io;
+
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+/// An AF_XDP socket's rings and UMEM, seen from user space.
+///
+/// The ring methods follow libxdp: producers hand over all of a batch or
+/// none of it, consumers take what is there up to what was asked for.
+/// "Exact" counts read the other side's index now; the others may answer
+/// from a cached one, which never overstates what is available.
+pub trait Rings {
+    /// Names one UMEM frame and the length of the frame it holds.
+    type Desc: Copy + Default;
+
+    /// Takes up to `out.len()` received frames off the RX ring.
+    fn consume_rx(&mut self, out: &mut [Self::Desc]) -> usize;
+    /// Received frames waiting on the RX ring (reads the producer index).
+    fn rx_avail_exact(&mut self) -> u32;
+    /// Posts `descs` to the fill ring, all or none; returns how many.
+    ///
+    /// # Safety
+    /// The frames are this UMEM's and ours, and nothing touches them until
+    /// they come back on the RX ring.
+    unsafe fn produce_fill(&mut self, descs: &[Self::Desc]) -> usize;
+    /// The kernel asked to be woken for the fill ring (need_wakeup).
+    fn fill_needs_wakeup(&self) -> bool;
+    /// Wakes the kernel for the fill ring.
+    fn wake_fill(&mut self);
+
+    /// The TX ring has a free slot (may answer from a cached index).
+    fn tx_has_room(&mut self) -> bool;
+    /// Free slots on the TX ring (reads the consumer index).
+    fn tx_free_exact(&mut self) -> u32;
+    /// Queues one frame on the TX ring; false if the ring is full.
+    ///
+    /// # Safety
+    /// The frame is this UMEM's and ours, holds the complete frame `desc`
+    /// describes, and nothing touches it until it comes back on the
+    /// completion ring.
+    unsafe fn produce_tx(&mut self, desc: &Self::Desc) -> bool;
+    /// The kernel asked to be kicked for the TX ring (need_wakeup).
+    fn tx_needs_wakeup(&self) -> bool;
+    /// Kicks transmission (sendto).
+    fn kick_tx(&mut self);
+
+    /// Takes up to `out.len()` sent frames off the completion ring.
+    fn consume_comp(&mut self, out: &mut [Self::Desc]) -> usize;
+    /// Sent frames waiting on the completion ring (reads the producer index).
+    fn comp_avail_exact(&mut self) -> u32;
+
+    /// The frame `desc` holds.
+    ///
+    /// # Safety
+    /// The frame is ours (off the RX ring and not yet given back), and no
+    /// one writes it while the slice lives.
+    unsafe fn data(&self, desc: &Self::Desc) -> &[u8];
+    /// Lets `f` write a frame into the whole of `desc`'s frame, and sets
+    /// the descriptor's length to what `f` returns (0 for `None`).
+    ///
+    /// # Safety
+    /// The frame is ours and on no ring.
+    unsafe fn write(&mut self, desc: &mut Self::Desc, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> usize;
+}
+
+/// The production backend: xsk-rs rings of one bound socket and its UMEM.
+pub struct XskRings {
+    pub(super) umem: Umem,
+    pub(super) fill: FillQueue,
+    pub(super) comp: CompQueue,
+    pub(super) tx: TxQueue,
+    pub(super) rx: RxQueue,
+    /// Preferred busy polling is on: drive NAPI with recvfrom each turn.
+    pub(super) busy_poll: bool,
+}
+
+impl XskRings {
+    pub(super) fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.rx.fd().as_raw_fd()
+    }
+
+    /// Blocks up to `timeout_ms` for received frames.
+    pub(super) fn poll_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
+        self.rx.poll(timeout_ms)
+    }
+}
+
+impl Rings for XskRings {
+    type Desc = FrameDesc;
+
+    #[inline]
+    fn consume_rx(&mut self, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: the RX ring belongs to a socket bound to this UMEM, so the
+        // frames it names are this UMEM's; `out` is scratch it overwrites.
+        unsafe { self.rx.consume(out) }
+    }
+    #[inline]
+    fn rx_avail_exact(&mut self) -> u32 {
+        self.rx.nb_avail_exact()
+    }
+    #[inline]
+    unsafe fn produce_fill(&mut self, descs: &[FrameDesc]) -> usize {
+        // SAFETY: the caller guarantees the frames are this UMEM's, ours,
+        // and untouched until the RX ring returns them.
+        unsafe { self.fill.produce(descs) }
+    }
+    #[inline]
+    fn fill_needs_wakeup(&self) -> bool {
+        self.fill.needs_wakeup()
+    }
+    #[inline]
+    fn wake_fill(&mut self) {
+        let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+    }
+
+    #[inline]
+    fn tx_has_room(&mut self) -> bool {
+        self.tx.nb_free(1) > 0
+    }
+    #[inline]
+    fn tx_free_exact(&mut self) -> u32 {
+        self.tx.nb_free_exact()
+    }
+    #[inline]
+    unsafe fn produce_tx(&mut self, desc: &FrameDesc) -> bool {
+        // SAFETY: the caller guarantees the frame is this UMEM's, ours,
+        // complete, and untouched until the completion ring returns it.
+        unsafe { self.tx.produce_one(desc) == 1 }
+    }
+    #[inline]
+    fn tx_needs_wakeup(&self) -> bool {
+        self.tx.needs_wakeup()
+    }
+    #[inline]
+    fn kick_tx(&mut self) {
+        let _ = self.tx.wakeup();
+    }
+
+    #[inline]
+    fn consume_comp(&mut self, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: the completion ring belongs to this UMEM, so the frames it
+        // names are this UMEM's; `out` is scratch it overwrites.
+        unsafe { self.comp.consume(out) }
+    }
+    #[inline]
+    fn comp_avail_exact(&mut self) -> u32 {
+        self.comp.nb_avail_exact()
+    }
+
+    #[inline]
+    unsafe fn data(&self, desc: &FrameDesc) -> &[u8] {
+        // SAFETY: `desc` came off this UMEM's RX ring and the caller
+        // guarantees the frame is ours and not written meanwhile.
+        unsafe { self.umem.data(desc) }.contents()
+    }
+    #[inline]
+    unsafe fn write(&mut self, desc: &mut FrameDesc, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> usize {
+        // SAFETY: the caller guarantees we own this frame of this UMEM and
+        // that it is on no ring, so nothing else reads or writes it.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let cap = data.cursor().buf_len();
+        data.cursor().set_pos(cap);
+        match f(data.contents_mut()) {
+            Some(n) => {
+                data.cursor().set_pos(n);
+                n
+            }
+            None => 0,
+        }
+    }
+}

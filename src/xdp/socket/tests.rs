@@ -1,0 +1,445 @@
+//! `XskQueue`'s frame ownership and ring logic over the fake kernel
+//! (`fake.rs`): no root, no socket.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::xdp::fake::{FakeConfig, FakeRings, COPY_MODE_BATCH};
+
+type Queue = XskQueue<FakeRings>;
+
+fn queue(cfg: FakeConfig) -> Queue {
+    let (rings, descs) = FakeRings::new(cfg);
+    XskQueue::new(rings, descs, cfg.ring_size, 0)
+}
+
+/// splitmix64: small, seeded, good enough to pick steps.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    /// 1..=max random bytes.
+    fn payload(&mut self, max: usize) -> Vec<u8> {
+        let len = 1 + self.below(max);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Every frame of the UMEM is in exactly one place, and `frames()` says
+/// how many are where.
+fn audit(q: &mut Queue, cfg: FakeConfig) {
+    let p = q.rings.kernel.places();
+    let mut all: Vec<u64> = q.free.iter().map(|Frame(d)| d.addr).collect();
+    for place in [&p.fill, &p.pool, &p.rx, &p.tx, &p.sending, &p.comp] {
+        all.extend(place);
+    }
+    all.sort_unstable();
+    let every: Vec<u64> = (0..u64::from(cfg.frames)).map(|i| i * u64::from(cfg.frame_size)).collect();
+    assert_eq!(all, every, "a frame was lost or duplicated: {p:?}");
+    let c = q.frames();
+    assert!(c.ok(), "{c:?}");
+    assert_eq!(c.total, cfg.frames as usize);
+    assert_eq!(c.fill, p.fill.len() + p.pool.len(), "{c:?} {p:?}");
+    assert_eq!(c.rx, p.rx.len(), "{c:?} {p:?}");
+    assert_eq!(c.tx, p.tx.len() + p.sending.len(), "{c:?} {p:?}");
+    assert_eq!(c.completion, p.comp.len(), "{c:?} {p:?}");
+    assert_eq!(c.free, q.free.len());
+    assert_eq!(c.held, 0);
+}
+
+/// Sends `payload` through `send_with`.
+fn send(q: &mut Queue, payload: &[u8]) -> Option<bool> {
+    q.send_with(|buf| {
+        buf[..payload.len()].copy_from_slice(payload);
+        Some(payload.len())
+    })
+}
+
+/// Everything `recv` hands over, copied.
+fn recv_all(q: &mut Queue, max: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let n = q.recv(max, |f| got.push(f.to_vec()));
+    assert_eq!(n, got.len());
+    got
+}
+
+/// Random rounds of the wire delivering, recv, send_with, flush, the
+/// driver sending and completing on its own, and need_wakeup flipping.
+/// After every step each frame is in exactly one place; at the end every
+/// payload arrived intact and in order, both ways.
+fn random_rounds(seed: u64, cfg: FakeConfig, steps: usize) {
+    let mut rng = Rng(seed);
+    let mut q = queue(cfg);
+    let fs = cfg.frame_size as usize;
+    let mut rx_expected: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut tx_expected: Vec<Vec<u8>> = Vec::new();
+    let mut wire_checked = 0;
+    let (mut received, mut queued_none) = (0usize, 0usize);
+    for step in 0..steps {
+        match rng.below(100) {
+            0..=24 => {
+                for _ in 0..rng.below(cfg.ring_size as usize * 2) {
+                    let p = rng.payload(fs);
+                    if q.rings.kernel.receive(&p) {
+                        rx_expected.push_back(p);
+                    }
+                }
+            }
+            25..=44 => {
+                let max = rng.below(80);
+                let got = recv_all(&mut q, max);
+                assert!(got.len() <= max.min(RX_BATCH));
+                for g in got {
+                    assert_eq!(Some(g), rx_expected.pop_front(), "seed {seed} step {step}: RX payload");
+                    received += 1;
+                }
+            }
+            45..=74 => {
+                for _ in 0..rng.below(40) {
+                    let p = rng.payload(fs);
+                    let nothing = rng.chance(10);
+                    let mut called = false;
+                    let r = q.send_with(|buf| {
+                        called = true;
+                        if nothing {
+                            return None;
+                        }
+                        buf[..p.len()].copy_from_slice(&p);
+                        Some(p.len())
+                    });
+                    match r {
+                        Some(true) => tx_expected.push(p),
+                        Some(false) => assert!(nothing),
+                        None => {
+                            assert!(!called, "send_with wrote a frame it could not queue");
+                            queued_none += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            75..=89 => q.flush(),
+            90..=94 => {
+                let n = rng.below(COPY_MODE_BATCH * 2);
+                q.rings.kernel.send(n);
+            }
+            95..=97 => {
+                let n = rng.below(COPY_MODE_BATCH * 2);
+                q.rings.kernel.complete(n);
+            }
+            _ => {
+                let (fill, tx) = (rng.chance(50), rng.chance(50));
+                q.rings.kernel.set_need_wakeup(fill, tx);
+            }
+        }
+        audit(&mut q, cfg);
+        let wire = &q.rings.kernel.wire;
+        assert_eq!(wire[wire_checked..], tx_expected[wire_checked..wire.len()], "seed {seed} step {step}: TX payload");
+        wire_checked = wire.len();
+    }
+    // Drain: everything queued goes out and comes back, everything
+    // received is delivered.
+    q.rings.kernel.set_need_wakeup(true, true);
+    for _ in 0..1000 {
+        q.rings.kernel.send(usize::MAX);
+        q.rings.kernel.complete(usize::MAX);
+        q.flush();
+        for g in recv_all(&mut q, RX_BATCH) {
+            assert_eq!(Some(g), rx_expected.pop_front());
+            received += 1;
+        }
+        if q.tx_in_flight == 0 && rx_expected.is_empty() {
+            break;
+        }
+    }
+    audit(&mut q, cfg);
+    assert!(rx_expected.is_empty());
+    assert_eq!(q.rings.kernel.wire, tx_expected, "seed {seed}: TX payloads");
+    let c = q.frames();
+    assert_eq!((c.rx, c.tx, c.completion), (0, 0, 0));
+    assert_eq!(c.fill + c.free, c.total);
+    // The run went through full rings and empty free lists, not only the easy paths.
+    assert!(received > steps / 8 && tx_expected.len() > steps / 8, "seed {seed}: {received} received, {} sent", tx_expected.len());
+    assert!(queued_none > 0, "seed {seed}: never ran out of TX slots or frames");
+}
+
+#[test]
+fn random_rounds_copy_mode_never_lose_or_duplicate_frames() {
+    for seed in 1..=4 {
+        let cfg = FakeConfig { start: u32::MAX - 1000 + seed as u32 * 77, ..FakeConfig::default() };
+        random_rounds(seed, cfg, 5000);
+    }
+}
+
+#[test]
+fn random_rounds_with_late_completions_never_lose_or_duplicate_frames() {
+    for seed in 11..=14 {
+        let cfg = FakeConfig { deferred_completion: true, start: u32::MAX - 300, ..FakeConfig::default() };
+        random_rounds(seed, cfg, 5000);
+    }
+}
+
+#[test]
+fn random_rounds_driver_sends_never_lose_or_duplicate_frames() {
+    // Zero-copy-like: kicks only schedule, the driver sends when it runs.
+    for seed in 21..=24 {
+        let cfg = FakeConfig { copy_mode: false, frames: 40, ring_size: 8, start: u32::MAX - 5, ..FakeConfig::default() };
+        random_rounds(seed, cfg, 5000);
+    }
+}
+
+#[test]
+fn full_tx_ring_returns_none_and_keeps_the_frame() {
+    let cfg = FakeConfig { ring_size: 8, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    let free = q.frames().free;
+    for i in 0..8u8 {
+        assert_eq!(send(&mut q, &[i; 60]), Some(true));
+    }
+    let mut called = false;
+    let r = q.send_with(|buf| {
+        called = true;
+        buf[0] = 9;
+        Some(1)
+    });
+    assert_eq!(r, None);
+    assert!(!called, "the frame would have been written and dropped");
+    let c = q.frames();
+    assert_eq!((c.free, c.tx), (free - 8, 8));
+    audit(&mut q, cfg);
+    q.flush();
+    assert_eq!(q.frames().free, free);
+    assert_eq!(send(&mut q, &[8; 60]), Some(true));
+    q.flush();
+    let wire = &q.rings.kernel.wire;
+    assert_eq!(wire.len(), 9);
+    assert!(wire.iter().enumerate().all(|(i, f)| f[..] == [i as u8; 60][..]));
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn no_free_frame_returns_none_and_counts() {
+    let cfg = FakeConfig { frames: 8, ring_size: 16, deferred_completion: true, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    // Half the frames went to the fill ring, the rest are free.
+    assert_eq!(q.frames().free, 4);
+    for _ in 0..4 {
+        assert_eq!(send(&mut q, b"x"), Some(true));
+    }
+    assert_eq!(send(&mut q, b"x"), None);
+    assert_eq!(q.stats().tx_no_frame, 1);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn send_with_nothing_to_send_keeps_the_frame() {
+    let cfg = FakeConfig::default();
+    let mut q = queue(cfg);
+    let before = q.frames();
+    assert_eq!(q.send_with(|_| None), Some(false));
+    assert_eq!(q.send_with(|_| Some(0)), Some(false));
+    assert_eq!(q.frames(), before);
+    q.flush();
+    assert!(q.rings.kernel.wire.is_empty());
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn one_flush_drains_a_burst_over_32_with_several_kicks() {
+    let cfg = FakeConfig { frames: 1024, ring_size: 256, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    let free = q.frames().free;
+    for i in 0..100u32 {
+        assert_eq!(send(&mut q, &i.to_be_bytes()), Some(true));
+    }
+    q.flush();
+    // 32 + 32 + 32 + 4.
+    assert_eq!(q.rings.kernel.kicks, 4);
+    assert_eq!(q.stats().kicks, 4);
+    assert_eq!(q.rings.kernel.wire.len(), 100);
+    let c = q.frames();
+    assert_eq!((c.tx, c.completion, c.free), (0, 0, free));
+    audit(&mut q, cfg);
+
+    // A full ring: eight kicks.
+    for i in 0..256u32 {
+        assert_eq!(send(&mut q, &i.to_be_bytes()), Some(true));
+    }
+    assert_eq!(send(&mut q, b"no room"), None);
+    q.flush();
+    assert_eq!(q.rings.kernel.kicks, 12);
+    assert_eq!(q.rings.kernel.wire.len(), 356);
+    assert_eq!(q.frames().free, free);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn flush_stops_kicking_when_the_kernel_takes_nothing() {
+    // Zero-copy-like: a kick schedules the driver and the ring does not
+    // move during the call, so one kick per flush.
+    let cfg = FakeConfig { copy_mode: false, ring_size: 64, frames: 256, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    q.rings.kernel.set_need_wakeup(true, true);
+    for _ in 0..50 {
+        send(&mut q, b"frame").unwrap();
+    }
+    q.flush();
+    assert_eq!(q.rings.kernel.kicks, 1);
+    assert!(q.rings.kernel.wire.is_empty());
+    // Without need_wakeup set, no kick at all.
+    q.rings.kernel.set_need_wakeup(true, false);
+    q.flush();
+    assert_eq!(q.rings.kernel.kicks, 1);
+    q.rings.kernel.send(usize::MAX);
+    q.flush();
+    assert_eq!(q.rings.kernel.wire.len(), 50);
+    assert_eq!(q.frames().tx_in_flight(), 0);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn completions_return_frames_to_the_free_list() {
+    let cfg = FakeConfig { deferred_completion: true, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    let free = q.frames().free;
+    for _ in 0..10 {
+        send(&mut q, b"payload").unwrap();
+    }
+    q.flush();
+    assert_eq!(q.rings.kernel.wire.len(), 10);
+    let c = q.frames();
+    assert_eq!((c.tx, c.completion, c.free), (10, 0, free - 10));
+    q.rings.kernel.complete(4);
+    let c = q.frames();
+    assert_eq!((c.tx, c.completion, c.free), (6, 4, free - 10));
+    audit(&mut q, cfg);
+    q.flush();
+    let c = q.frames();
+    assert_eq!((c.tx, c.completion, c.free), (6, 0, free - 6));
+    q.rings.kernel.complete(6);
+    q.flush();
+    let c = q.frames();
+    assert_eq!((c.tx, c.completion, c.free), (0, 0, free));
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn ring_indices_wrap_around() {
+    // Four-slot RX/TX rings whose indices start just below u32::MAX: both
+    // the slot index and the u32 index itself wrap, many times over.
+    let start = u32::MAX - 2;
+    let cfg = FakeConfig { frames: 16, ring_size: 4, start, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    let mut rng = Rng(7);
+    let mut sent = Vec::new();
+    for _ in 0..500 {
+        let burst: Vec<Vec<u8>> = (0..1 + rng.below(4)).map(|_| rng.payload(cfg.frame_size as usize)).collect();
+        for p in &burst {
+            assert!(q.rings.kernel.receive(p));
+        }
+        assert_eq!(recv_all(&mut q, 64), burst);
+        for p in &burst {
+            assert_eq!(send(&mut q, p), Some(true));
+            sent.push(p.clone());
+        }
+        q.flush();
+        audit(&mut q, cfg);
+    }
+    let rx_index = q.rings.kernel.rx_producer();
+    assert!(rx_index < start && rx_index > 500, "RX index {rx_index} did not wrap");
+    assert_eq!(q.rings.kernel.wire, sent);
+}
+
+#[test]
+fn payloads_arrive_intact_both_ways() {
+    let cfg = FakeConfig { frames: 32, frame_size: 2048, ring_size: 8, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    // Longest first, so shorter frames land on frames holding old bytes:
+    // recv must show exactly the received length.
+    let lens = [2048usize, 1500, 1, 60, 2047, 7, 1024, 2];
+    let mut rng = Rng(99);
+    for round in 0..4 {
+        let rx: Vec<Vec<u8>> = lens.iter().map(|&n| (0..n).map(|_| rng.next() as u8).collect()).collect();
+        for p in &rx {
+            assert!(q.rings.kernel.receive(p), "round {round}");
+        }
+        assert_eq!(recv_all(&mut q, 64), rx);
+        // Echo them back, written in place by send_with.
+        let before = q.rings.kernel.wire.len();
+        for p in &rx {
+            assert_eq!(send(&mut q, p), Some(true));
+        }
+        q.flush();
+        assert_eq!(q.rings.kernel.wire[before..], rx[..]);
+        audit(&mut q, cfg);
+    }
+}
+
+#[test]
+fn recv_gives_frames_back_to_the_fill_ring_and_wakes_it_when_asked() {
+    let cfg = FakeConfig::default();
+    let mut q = queue(cfg);
+    let posted = q.frames().fill;
+    assert_eq!(posted, cfg.ring_size as usize);
+    for _ in 0..5 {
+        assert!(q.rings.kernel.receive(b"hello"));
+    }
+    let c = q.frames();
+    assert_eq!((c.fill, c.rx), (posted - 5, 5));
+    assert_eq!(recv_all(&mut q, 3).len(), 3);
+    assert_eq!(q.rings.fill_wakeups, 1);
+    let c = q.frames();
+    assert_eq!((c.fill, c.rx), (posted - 2, 2));
+    q.rings.kernel.set_need_wakeup(false, true);
+    assert_eq!(recv_all(&mut q, 64).len(), 2);
+    assert_eq!(q.rings.fill_wakeups, 1);
+    assert_eq!(q.frames().fill, posted);
+    assert_eq!(q.stats().rx_frames, 5);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn an_empty_fill_ring_drops_in_the_kernel_and_loses_no_frame() {
+    let cfg = FakeConfig { frames: 64, ring_size: 8, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    // 8 frames are posted: the 9th of a burst finds the fill ring empty.
+    for _ in 0..8 {
+        assert!(q.rings.kernel.receive(b"x"));
+    }
+    assert!(!q.rings.kernel.receive(b"x"));
+    assert_eq!(q.rings.kernel.fill_ring_empty, 1);
+    audit(&mut q, cfg);
+    assert_eq!(recv_all(&mut q, 1), vec![b"x".to_vec()]);
+    assert!(q.rings.kernel.receive(b"y"));
+    audit(&mut q, cfg);
+    assert_eq!(recv_all(&mut q, 64).len(), 8);
+    assert_eq!(q.frames().fill, 8);
+    audit(&mut q, cfg);
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "UMEM frames do not add up")]
+fn a_frame_completed_twice_trips_the_debug_check() {
+    let cfg = FakeConfig { deferred_completion: true, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    send(&mut q, b"one").unwrap();
+    q.flush();
+    let Frame(d) = &q.free[0];
+    let addr = d.addr;
+    q.rings.kernel.complete(1);
+    q.rings.kernel.bogus_completion(addr);
+    q.flush();
+}
