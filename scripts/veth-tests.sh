@@ -85,7 +85,7 @@ ss_shows_connection() {
     grep -q "^ESTAB .* 198.18.0.1:7 .*198.18.0.2:" "$WORK/ss.txt" && grep -q "cwnd:" "$WORK/ss.txt"
 }
 check "xdptcp ss -i lists an open connection" ss_shows_connection
-check "xdptcp stats --json counts opens, segments and XDP redirects" bash -c "'$BIN' stats --json --control '$WORK/ctl.sock' | python3 -c \"import json, sys; d = json.load(sys.stdin); t = d['total']; assert t['passive_opens'] >= 5000 and t['segments_in'] > 0 and d['xdp']['redirected'] > 0 and len(d['per_queue']) >= 1, d; print('passive_opens', t['passive_opens'], 'redirected', d['xdp']['redirected'])\""
+check "xdptcp stats --json counts opens, segments and XDP redirects; UMEM frames add up" bash -c "'$BIN' stats --json --control '$WORK/ctl.sock' | python3 -c \"import json, sys; d = json.load(sys.stdin); t = d['total']; assert t['passive_opens'] >= 5000 and t['segments_in'] > 0 and d['xdp']['redirected'] > 0 and len(d['per_queue']) >= 1, d; assert t['umem_frames_ok'] is True and t['umem_frames_total'] > 0, t; print('passive_opens', t['passive_opens'], 'redirected', d['xdp']['redirected'], 'umem frames add up', t['umem_frames_total'])\""
 check "half-close works" peer python3 tests/veth/peer.py half-close
 check "closed port is refused" peer python3 tests/veth/peer.py refused 9
 check "after a peer RST mid-transfer a new connection works" peer python3 tests/veth/peer.py rst-then-new
