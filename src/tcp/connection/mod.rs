@@ -30,6 +30,7 @@
 
 mod input;
 mod output;
+mod recovery;
 mod timers;
 
 use std::net::SocketAddrV4;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 use crate::tcp::assembler::Assembler;
 use crate::tcp::congestion::{AnyController, Controller};
+use crate::tcp::rack::Rack;
 use crate::tcp::ring::RingBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::scoreboard::Scoreboard;
@@ -136,7 +138,8 @@ enum Recovery {
     None,
     /// Fast recovery until `recover` (HighData at entry) is acknowledged.
     Fast,
-    /// After a retransmission timeout: everything un-SACKed below `recover` is lost.
+    /// After a retransmission timeout, until `recover` is acknowledged: the
+    /// data deemed lost is resent in slow start.
     Timeout,
 }
 
@@ -148,22 +151,23 @@ const EV_PEER_CLOSED: u8 = 8;
 const EV_CLOSED: u8 = 16;
 
 // Flags.
-const F_FIN_QUEUED: u16 = 1; // the application shut down the write side
-const F_APP_CLOSED: u16 = 2; // close() was called: no reads follow
-const F_ACK_NOW: u16 = 4; // an ACK must go out at the next poll_transmit
-const F_SEND_RST: u16 = 8; // a RST must go out (abort, give-up)
-const F_WANT_WRITABLE: u16 = 16; // a send was cut short
-const F_PROBE: u16 = 32; // a zero-window or keepalive probe is due
-const F_SACK_OK: u16 = 64; // SACK negotiated
-const F_TS_OK: u16 = 128; // timestamps negotiated
-const F_WS_OK: u16 = 256; // window scaling negotiated
-const F_DIRECT_PENDING: u16 = 512; // handle_segment_direct awaits complete_direct
-const F_TIMED: u16 = 1024; // rtt_seq is being timed (Karn)
-const F_FIN_RECEIVED: u16 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
-const F_RXT_UNA: u16 = 4096; // retransmit the segment at SND.UNA next
-const F_CWND_LIMITED: u16 = 8192; // sending was held back by cwnd since the last ACK
-const F_CLOSE_DEFERRED: u16 = 16384; // close() during a delivery: decided when it ends
-const F_READING: u16 = 32768; // the application is reading buffered data (begin_read/end_read)
+const F_FIN_QUEUED: u32 = 1; // the application shut down the write side
+const F_APP_CLOSED: u32 = 2; // close() was called: no reads follow
+const F_ACK_NOW: u32 = 4; // an ACK must go out at the next poll_transmit
+const F_SEND_RST: u32 = 8; // a RST must go out (abort, give-up)
+const F_WANT_WRITABLE: u32 = 16; // a send was cut short
+const F_PROBE: u32 = 32; // a zero-window or keepalive probe is due
+const F_SACK_OK: u32 = 64; // SACK negotiated
+const F_TS_OK: u32 = 128; // timestamps negotiated
+const F_WS_OK: u32 = 256; // window scaling negotiated
+const F_DIRECT_PENDING: u32 = 512; // handle_segment_direct awaits complete_direct
+const F_TIMED: u32 = 1024; // rtt_seq is being timed (Karn)
+const F_FIN_RECEIVED: u32 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
+const F_RXT_UNA: u32 = 4096; // the next retransmission goes whatever the pipe (SND.UNA's segment without SACK)
+const F_CWND_LIMITED: u32 = 8192; // sending was held back by cwnd since the last ACK
+const F_CLOSE_DEFERRED: u32 = 16384; // close() during a delivery: decided when it ends
+const F_READING: u32 = 32768; // the application is reading buffered data (begin_read/end_read)
+const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -181,6 +185,14 @@ pub struct ConnStats {
     pub challenge_acks: u32,
     pub dup_segments: u32,
     pub ooo_dropped: u32,
+    /// Tail loss probes sent (RFC 8985 §7.3).
+    pub loss_probes: u32,
+    /// Losses a probe repaired (RFC 8985 §7.4), each a congestion response.
+    pub probe_recoveries: u32,
+    /// Retransmissions RACK found lost (RFC 8985 §6.2).
+    pub lost_retransmits: u32,
+    /// D-SACKs received (RFC 2883): data the peer got twice.
+    pub dsacks: u32,
 }
 
 /// A TCP connection (a TCB), RFC 9293 §3.3.1.
@@ -189,7 +201,7 @@ pub struct Connection {
     state: State,
     local: SocketAddrV4,
     remote: SocketAddrV4,
-    flags: u16,
+    flags: u32,
     events: u8,
     close_reason: CloseReason,
     recovery: Recovery,
@@ -200,14 +212,13 @@ pub struct Connection {
     probes: u8,
     challenge_count: u8,
 
-    // Send sequence space (RFC 9293 §3.3.1) plus RFC 6675's HighData/HighRxt.
+    // Send sequence space (RFC 9293 §3.3.1); SND.MAX is RFC 6675's HighData.
     iss: SeqNumber,
     snd_una: SeqNumber,
     snd_nxt: SeqNumber,
     snd_max: SeqNumber,
     snd_wl1: SeqNumber,
     snd_wl2: SeqNumber,
-    high_rxt: SeqNumber,
     recover: SeqNumber,
     rtt_seq: SeqNumber,
     /// Sequence number of `tx[0]`.
@@ -243,7 +254,9 @@ pub struct Connection {
     ooo: Assembler,
     /// The out-of-order range most recently added (offset, len), for SACK's first block.
     last_ooo: Option<(u32, u32)>,
+    /// Every range in flight: SACKed, lost, resent, and when last sent.
     sacks: Scoreboard,
+    rack: Rack,
     rtt: RttEstimator,
     cc: AnyController,
     timers: Timers,
@@ -277,7 +290,6 @@ impl Connection {
             snd_max: iss,
             snd_wl1: SeqNumber(0),
             snd_wl2: iss,
-            high_rxt: iss,
             recover: iss,
             rtt_seq: iss,
             tx_seq: iss + 1,
@@ -300,6 +312,7 @@ impl Connection {
             ooo: Assembler::new(),
             last_ooo: None,
             sacks: Scoreboard::new(),
+            rack: Rack::new(iss),
             rtt,
             cc,
             timers: Timers::default(),
@@ -370,7 +383,6 @@ impl Connection {
         conn.snd_una = iss + 1;
         conn.snd_nxt = iss + 1;
         conn.snd_max = iss + 1;
-        conn.high_rxt = conn.snd_una;
         conn.recover = conn.snd_una;
         conn.snd_wl1 = ack.seq;
         conn.snd_wl2 = ack.ack;
