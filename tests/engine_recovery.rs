@@ -1,12 +1,13 @@
-//! Scripted engine tests of loss recovery: RFC 3042 limited transmit and
+//! Scripted engine tests of loss recovery: RFC 3042 limited transmit,
 //! RFC 8985 RACK-TLP (tail loss probes, time-based loss detection, lost
-//! retransmissions).
+//! retransmissions), and RFC 7323 §5.3 PAWS for reordered duplicate ACKs.
 
 mod common;
 
 use common::script::*;
 use xdptcp::tcp::Config;
 use xdptcp::time::Duration;
+use xdptcp::wire::TcpFlags;
 
 const ISS1: u32 = OUR_ISS + 1;
 const P1: u32 = PEER_ISN + 1;
@@ -220,4 +221,45 @@ fn rack_waits_a_reordering_window_once_reordering_was_seen() {
     let fired = s.advance(Duration::from_millis(5));
     assert!(s.conn.in_recovery(), "the reordering timer fired");
     assert_eq!(seg_index(mss, &fired[0].1), 3);
+}
+
+#[test]
+fn paws_lets_a_reordered_duplicate_ack_through() {
+    // Two ACKs the peer sent 2 ms apart arrive swapped. The older one fails
+    // PAWS (TSval < TS.Recent) but is a pure duplicate ACK within an RTO of
+    // TS.Recent: its SACK block counts (as Linux's tcp_disordered_ack).
+    let (mut s, mss) = sent(Config::default(), 10, 20);
+    s.advance(RTT);
+    let echo = s.tsval() - RTT.as_millis() as u32;
+    s.inject(sack(mss, 0, 2, 3).ts(1002, echo));
+    s.drain();
+    s.inject(sack(mss, 0, 1, 2).ts(1000, echo));
+    assert_eq!(s.conn.stats().disordered_acks, 1);
+    assert_eq!(s.conn.stats().out_of_window, 0);
+    let out = s.drain();
+    assert!(out.iter().all(|g| !g.payload.is_empty()), "no ACK in reply: {out:?}");
+    assert_eq!(out.iter().map(|g| seg_index(mss, g)).collect::<Vec<_>>(), vec![11], "its SACK made room for new data");
+}
+
+#[test]
+fn paws_still_rejects_old_duplicates() {
+    let (mut s, mss) = sent(Config::default(), 10, 20);
+    s.advance(RTT);
+    s.inject(sack(mss, 0, 2, 3).ts(100_000, 0));
+    s.drain();
+    // Far older than one RTO: an old duplicate, dropped and answered.
+    s.inject(sack(mss, 0, 1, 2).ts(90_000, 0));
+    let a = s.expect();
+    assert!(a.payload.is_empty() && a.has(TcpFlags::ACK));
+    assert_eq!(s.conn.stats().out_of_window, 1);
+    // Slightly older, but not a duplicate ACK (it moves SND.UNA): dropped too.
+    s.inject(Seg::ack(P1, ISS1 + mss).win(WIN).ts(99_999, 0));
+    s.expect();
+    assert_eq!(s.conn.stats().out_of_window, 2);
+    assert_eq!(s.conn.snd_una().0, ISS1);
+    // Slightly older data: dropped (only pure ACKs are let through).
+    s.inject(Seg::ack(P1, ISS1).win(WIN).data(b"late").ts(99_999, 0));
+    s.expect();
+    assert_eq!(s.conn.stats().out_of_window, 3);
+    assert_eq!(s.conn.stats().disordered_acks, 0);
 }

@@ -164,13 +164,19 @@ impl Connection {
         }
 
         // RFC 7323 §5.3 R1: PAWS. RSTs are exempt (§5.3 and RFC 5961).
+        let mut disordered = false;
         if self.flags & F_TS_OK != 0 && !flags.rst() {
             if let Some(ts) = seg.options.timestamp {
-                let older = (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0;
-                if older && now - self.ts_recent_age < PAWS_IDLE {
-                    self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
-                    self.flags |= F_ACK_NOW;
-                    return &[];
+                let behind = self.ts_recent.wrapping_sub(ts.tsval) as i32;
+                if behind > 0 && now - self.ts_recent_age < PAWS_IDLE {
+                    if self.is_disordered_ack(seg, behind as u32) {
+                        disordered = true;
+                        self.stats.disordered_acks = self.stats.disordered_acks.wrapping_add(1);
+                    } else {
+                        self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+                        self.flags |= F_ACK_NOW;
+                        return &[];
+                    }
                 }
             }
         }
@@ -252,7 +258,7 @@ impl Connection {
             self.challenge_ack(now);
             return &[];
         }
-        self.process_ack(now, seg);
+        self.process_ack(now, seg, disordered);
         if self.state == State::Closed {
             return &[];
         }
@@ -299,9 +305,27 @@ impl Connection {
         direct
     }
 
+    /// RFC 7323 §5.3 leaves room to accept a segment that fails PAWS when
+    /// it is harmless; like Linux (`tcp_disordered_ack`), a pure duplicate
+    /// ACK at RCV.NXT that would not move the send window, with a TSval
+    /// behind TS.Recent by at most one RTO (the peer's ticks taken as
+    /// milliseconds), is a reordered ACK of this connection, not an old
+    /// duplicate: its SACK blocks are news. Anything else still fails.
+    fn is_disordered_ack(&self, seg: &TcpRepr<'_>, behind: u32) -> bool {
+        let window = u32::from(seg.window) << self.snd_wscale;
+        seg.flags.ack()
+            && seg.segment_len() == 0
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && seg.seq == self.snd_wl1
+            && window <= self.snd_wnd
+            && u128::from(behind) <= self.rtt.rto().as_millis()
+    }
+
     /// RFC 9293 §3.10.7.4 fifth check, ESTABLISHED and later: SND.UNA,
-    /// window, RTT, congestion control and loss recovery.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    /// window, RTT, congestion control and loss recovery. A `disordered`
+    /// ACK (see `is_disordered_ack`) leaves the window alone.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, disordered: bool) {
         let ack = seg.ack;
         let una_before = self.snd_una;
         let flight_before = self.snd_max - self.snd_una;
@@ -332,7 +356,7 @@ impl Connection {
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
         let window = u32::from(seg.window) << self.snd_wscale;
         let window_changed = window != self.snd_wnd;
-        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
+        if !disordered && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack)) {
             let was_zero = self.snd_wnd == 0;
             self.snd_wnd = window;
             self.max_snd_wnd = self.max_snd_wnd.max(window);

@@ -193,6 +193,8 @@ pub struct ConnStats {
     pub lost_retransmits: u32,
     /// D-SACKs received (RFC 2883): data the peer got twice.
     pub dsacks: u32,
+    /// Reordered duplicate ACKs PAWS let through (RFC 7323 §5.3).
+    pub disordered_acks: u32,
 }
 
 /// A TCP connection (a TCB), RFC 9293 §3.3.1.
