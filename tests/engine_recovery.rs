@@ -1,6 +1,7 @@
 //! Scripted engine tests of loss recovery: RFC 3042 limited transmit,
 //! RFC 8985 RACK-TLP (tail loss probes, time-based loss detection, lost
-//! retransmissions), and RFC 7323 §5.3 PAWS for reordered duplicate ACKs.
+//! retransmissions), RFC 2883 D-SACK, and RFC 7323 §5.3 PAWS for reordered
+//! duplicate ACKs.
 
 mod common;
 
@@ -221,6 +222,31 @@ fn rack_waits_a_reordering_window_once_reordering_was_seen() {
     let fired = s.advance(Duration::from_millis(5));
     assert!(s.conn.in_recovery(), "the reordering timer fired");
     assert_eq!(seg_index(mss, &fired[0].1), 3);
+}
+
+#[test]
+fn duplicates_are_reported_with_dsack() {
+    // RFC 2883: data received twice is reported in the first SACK block.
+    let mut s = Script::established(Script::config());
+    let data = bytes(300);
+    s.inject(Seg::ack(P1, ISS1).data(&data[..100]));
+    s.inject(Seg::ack(P1, ISS1).data(&data[..100]));
+    let a = s.expect();
+    assert_eq!(a.ack, P1 + 100);
+    let b = a.options.sack_blocks.as_slice();
+    assert_eq!(b.iter().map(|&(l, r)| (l.0, r.0)).collect::<Vec<_>>(), vec![(P1, P1 + 100)]);
+    // Out of order, twice: the D-SACK, then the block holding it.
+    s.inject(Seg::ack(P1 + 200, ISS1).data(&data[200..300]));
+    s.drain();
+    s.inject(Seg::ack(P1 + 200, ISS1).data(&data[200..300]));
+    let a = s.expect();
+    let b: Vec<_> = a.options.sack_blocks.as_slice().iter().map(|&(l, r)| (l.0, r.0)).collect();
+    assert_eq!(b, vec![(P1 + 200, P1 + 300), (P1 + 200, P1 + 300)]);
+    // Reported once.
+    s.inject(Seg::ack(P1 + 100, ISS1).data(&data[100..200]));
+    let a = s.drain().pop().unwrap();
+    assert!(a.options.sack_blocks.is_empty());
+    assert_eq!(s.read_all(), data);
 }
 
 #[test]

@@ -206,6 +206,7 @@ impl Connection {
             // Out of window (or a pure duplicate): ACK and drop.
             if seg.seq + seg_len <= self.rcv_nxt && seg_len > 0 {
                 self.stats.dup_segments = self.stats.dup_segments.wrapping_add(1);
+                self.report_duplicate(seg.seq, seg.seq + seg.payload.len());
             } else {
                 self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
             }
@@ -279,6 +280,7 @@ impl Connection {
                 // Trim what we already have (RFC 9293 §3.10.7.4: duplicates trimmed).
                 if seq < self.rcv_nxt {
                     let dup = (self.rcv_nxt - seq).min(payload.len());
+                    self.report_duplicate(seq, seq + dup);
                     payload = &payload[dup..];
                     seq += dup;
                 }
@@ -519,6 +521,16 @@ impl Connection {
         self.enter_fast_recovery(now, flight);
     }
 
+    /// RFC 2883: data received twice is reported in a D-SACK block, first in
+    /// the next ACK (the sender learns its retransmission or the network's
+    /// duplicate was needless). Only the latest duplicate is kept.
+    fn report_duplicate(&mut self, from: SeqNumber, to: SeqNumber) {
+        if self.flags & F_SACK_OK != 0 && from < to {
+            self.dsack = (from, to);
+            self.flags |= F_DSACK;
+        }
+    }
+
     /// Stores in-window text that starts at `seq` (≥ RCV.NXT).
     fn take_text<'p>(&mut self, now: Instant, seq: SeqNumber, payload: &'p [u8]) -> &'p [u8] {
         if payload.is_empty() {
@@ -530,6 +542,15 @@ impl Connection {
             // Out of order: keep it in the reassembly area (bounded by the
             // window and by the assembler's range count) and ACK at once,
             // with SACK (RFC 5681 §4.2, RFC 2018 §4).
+            let end = offset + payload.len();
+            let holding = self.ooo.iter().find(|&(o, l)| o <= offset && end <= o + l);
+            if let Some((o, l)) = holding {
+                // All of it is here already: a D-SACK, then the block holding it.
+                self.report_duplicate(seq, seq + payload.len());
+                self.last_ooo = Some((o as u32, l as u32));
+                self.flags |= F_ACK_NOW;
+                return &[];
+            }
             let written = self.rx.write_unallocated(offset, payload);
             if written == 0 || self.ooo.add(offset, written).is_err() {
                 self.stats.ooo_dropped = self.stats.ooo_dropped.wrapping_add(1);

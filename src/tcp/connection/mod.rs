@@ -168,6 +168,7 @@ const F_CWND_LIMITED: u32 = 8192; // sending was held back by cwnd since the las
 const F_CLOSE_DEFERRED: u32 = 16384; // close() during a delivery: decided when it ends
 const F_READING: u32 = 32768; // the application is reading buffered data (begin_read/end_read)
 const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
+const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,6 +240,8 @@ pub struct Connection {
     rcv_adv: SeqNumber,
     /// RCV.NXT carried by the last ACK we sent (RFC 7323 Last.ACK.sent).
     last_ack_sent: SeqNumber,
+    /// Data received twice, for the next ACK's D-SACK block (RFC 2883).
+    dsack: (SeqNumber, SeqNumber),
     fin_seq: SeqNumber,
     /// Bytes received since our last ACK.
     unacked_segs: u32,
@@ -303,6 +306,7 @@ impl Connection {
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             last_ack_sent: SeqNumber(0),
+            dsack: (SeqNumber(0), SeqNumber(0)),
             fin_seq: SeqNumber(0),
             unacked_segs: 0,
             ts_recent: 0,

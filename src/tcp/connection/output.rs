@@ -73,7 +73,11 @@ impl Connection {
     /// blocks are the only options after the handshake.
     fn data_header_len(&self) -> usize {
         let ts = self.flags & F_TS_OK != 0;
-        let blocks = if self.flags & F_SACK_OK != 0 { self.ooo.range_count().min(if ts { 3 } else { 4 }) } else { 0 };
+        let blocks = if self.flags & F_SACK_OK != 0 {
+            (self.ooo.range_count() + usize::from(self.flags & F_DSACK != 0)).min(if ts { 3 } else { 4 })
+        } else {
+            0
+        };
         20 + if ts { 12 } else { 0 } + if blocks > 0 { 4 + 8 * blocks } else { 0 }
     }
 
@@ -310,10 +314,17 @@ impl Connection {
         }
     }
 
-    /// Builds the SACK blocks: the most recent range first (RFC 2018 §4).
+    /// Builds the SACK blocks: a D-SACK first (RFC 2883 §4), then the most
+    /// recent range (RFC 2018 §4).
     fn sack_blocks(&self, max: usize) -> SackBlocks {
         let mut blocks = SackBlocks::new();
-        if self.flags & F_SACK_OK == 0 || self.ooo.is_empty() || max == 0 {
+        if self.flags & F_SACK_OK == 0 || max == 0 {
+            return blocks;
+        }
+        if self.flags & F_DSACK != 0 {
+            blocks.push(self.dsack.0, self.dsack.1);
+        }
+        if self.ooo.is_empty() {
             return blocks;
         }
         let recent = self.last_ooo.and_then(|(off, len)| {
@@ -321,7 +332,9 @@ impl Connection {
             self.ooo.iter().find(|&(o, l)| o <= off && off + len <= o + l)
         });
         if let Some((o, l)) = recent {
-            blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            if blocks.len() < max {
+                blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            }
         }
         for (o, l) in self.ooo.iter() {
             if blocks.len() >= max {
@@ -390,7 +403,7 @@ impl Connection {
 
         self.stats.segs_out = self.stats.segs_out.wrapping_add(1);
         if ack_flag {
-            self.flags &= !F_ACK_NOW;
+            self.flags &= !(F_ACK_NOW | F_DSACK);
             self.unacked_segs = 0;
             self.last_ack_sent = self.rcv_nxt;
             self.timers.clear(Timer::DelayedAck);
