@@ -1,7 +1,7 @@
 //! Scripted engine tests of loss recovery: RFC 3042 limited transmit,
 //! RFC 8985 RACK-TLP (tail loss probes, time-based loss detection, lost
-//! retransmissions), RFC 2883 D-SACK, and RFC 7323 §5.3 PAWS for reordered
-//! duplicate ACKs.
+//! retransmissions), RFC 3522/4015 undo of a spurious recovery, RFC 2883
+//! D-SACK, and RFC 7323 §5.3 PAWS for reordered duplicate ACKs.
 
 mod common;
 
@@ -222,6 +222,46 @@ fn rack_waits_a_reordering_window_once_reordering_was_seen() {
     let fired = s.advance(Duration::from_millis(5));
     assert!(s.conn.in_recovery(), "the reordering timer fired");
     assert_eq!(seg_index(mss, &fired[0].1), 3);
+}
+
+#[test]
+fn spurious_recovery_is_undone() {
+    // RFC 3522: the ACK ending recovery echoes the original's TSval, older
+    // than the retransmission's: the original was only delayed.
+    let (mut s, mss) = sent(Config::default(), 10, 10);
+    let cwnd = s.conn.cwnd();
+    s.advance(RTT);
+    let sent_ts = s.tsval() - RTT.as_millis() as u32;
+    for k in 2..=4 {
+        s.inject(sack(mss, 0, 1, k).ts(500, sent_ts));
+    }
+    assert!(s.conn.in_recovery());
+    assert_eq!(seg_index(mss, &s.expect()), 0);
+    assert!(s.conn.cwnd() < cwnd);
+    s.advance(Duration::from_millis(3));
+    s.inject(Seg::ack(P1, ISS1 + 10 * mss).win(WIN).ts(503, sent_ts));
+    assert!(!s.conn.in_recovery());
+    assert_eq!(s.conn.stats().undos, 1);
+    assert!(s.conn.cwnd() >= cwnd, "the window from before returns");
+}
+
+#[test]
+fn needed_recovery_is_not_undone() {
+    let (mut s, mss) = sent(Config::default(), 10, 10);
+    let cwnd = s.conn.cwnd();
+    s.advance(RTT);
+    let sent_ts = s.tsval() - RTT.as_millis() as u32;
+    for k in 2..=4 {
+        s.inject(sack(mss, 0, 1, k).ts(500, sent_ts));
+    }
+    let rxt_ts = s.tsval();
+    assert_eq!(seg_index(mss, &s.expect()), 0);
+    s.advance(RTT);
+    // The retransmission filled the hole: the ACK echoes its TSval.
+    s.inject(Seg::ack(P1, ISS1 + 10 * mss).win(WIN).ts(520, rxt_ts));
+    assert!(!s.conn.in_recovery());
+    assert_eq!(s.conn.stats().undos, 0);
+    assert!(s.conn.cwnd() < cwnd);
 }
 
 #[test]

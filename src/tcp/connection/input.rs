@@ -480,6 +480,7 @@ impl Connection {
                     self.dupacks = 0;
                     self.cc.on_recovery_exit(now, self.snd_max - self.snd_una);
                     self.rack.on_recovery_exit();
+                    self.undo_if_spurious(delivery.echo_ms);
                 } else if self.flags & F_SACK_OK == 0 {
                     // RFC 6582 §3.2 step 4: a partial ACK means the next segment
                     // was lost too: retransmit it at once.

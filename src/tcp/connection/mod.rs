@@ -168,6 +168,8 @@ const F_CWND_LIMITED: u32 = 8192; // sending was held back by cwnd since the las
 const F_CLOSE_DEFERRED: u32 = 16384; // close() during a delivery: decided when it ends
 const F_READING: u32 = 32768; // the application is reading buffered data (begin_read/end_read)
 const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
+const F_UNDO: u32 = 1 << 17; // this fast recovery's reduction may yet prove spurious
+const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmission's time
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 
 /// Counters a connection keeps for `ss -i` and stats.
@@ -196,6 +198,8 @@ pub struct ConnStats {
     pub dsacks: u32,
     /// Reordered duplicate ACKs PAWS let through (RFC 7323 §5.3).
     pub disordered_acks: u32,
+    /// Fast recoveries found spurious and undone (RFC 3522, RFC 4015).
+    pub undos: u32,
 }
 
 /// A TCP connection (a TCB), RFC 9293 §3.3.1.
@@ -224,6 +228,10 @@ pub struct Connection {
     snd_wl2: SeqNumber,
     recover: SeqNumber,
     rtt_seq: SeqNumber,
+    /// Our clock, in ms, when this recovery's first retransmission left
+    /// (RFC 3522's RetransmitTS): an ACK echoing an earlier TSval at its
+    /// end shows every retransmission was needless.
+    undo_stamp: u32,
     /// Sequence number of `tx[0]`.
     tx_seq: SeqNumber,
     snd_wnd: u32,
@@ -297,6 +305,7 @@ impl Connection {
             snd_wl2: iss,
             recover: iss,
             rtt_seq: iss,
+            undo_stamp: 0,
             tx_seq: iss + 1,
             snd_wnd: 0,
             max_snd_wnd: 0,

@@ -256,6 +256,10 @@ impl Connection {
         if plan.retransmit {
             self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             self.flags &= !F_TIMED;
+            if self.flags & (F_UNDO | F_UNDO_STAMPED) == F_UNDO {
+                self.flags |= F_UNDO_STAMPED;
+                self.undo_stamp = now.as_millis() as u32;
+            }
         }
         if end > self.snd_nxt {
             self.snd_nxt = end;

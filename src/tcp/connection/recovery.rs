@@ -62,8 +62,8 @@ impl Connection {
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.recover = self.snd_max;
         // The first retransmission goes whatever the pipe (RFC 6675 (4.2)).
-        self.flags |= F_RXT_UNA;
-        self.flags &= !(F_TIMED | F_LOSS_PROBE);
+        self.flags |= F_RXT_UNA | F_UNDO;
+        self.flags &= !(F_TIMED | F_LOSS_PROBE | F_UNDO_STAMPED);
         self.rack.clear_probe();
         self.timers.clear(Timer::LossProbe);
         if self.flags & F_SACK_OK != 0 && !self.rack_on() {
@@ -75,6 +75,21 @@ impl Connection {
             self.sacks.mark_lost_by_sacks(mss);
         }
         self.cc.on_congestion_event(now, flight);
+    }
+
+    /// RFC 3522 (Eifel detection) at the end of fast recovery: if the ACK
+    /// that ends it echoes a TSval from before the first retransmission,
+    /// the receiver got the originals and every retransmission was
+    /// needless; so was the reduction, which is undone (RFC 4015).
+    /// Without any retransmission the same holds.
+    pub(super) fn undo_if_spurious(&mut self, echo_ms: Option<u32>) {
+        let stamped = self.flags & F_UNDO_STAMPED != 0;
+        let spurious = self.flags & F_UNDO != 0 && (!stamped || echo_ms.is_some_and(|e| (e.wrapping_sub(self.undo_stamp) as i32) < 0));
+        self.flags &= !(F_UNDO | F_UNDO_STAMPED);
+        if spurious {
+            self.cc.undo();
+            self.stats.undos = self.stats.undos.wrapping_add(1);
+        }
     }
 
     /// RFC 8985 §7.2: (re)arms the probe timeout after new data goes out or

@@ -171,7 +171,7 @@ impl Connection {
             // RFC 6298 §5.4: the earliest unacknowledged segment goes now,
             // whatever the window.
             self.flags |= F_RXT_UNA;
-            self.flags &= !F_LOSS_PROBE;
+            self.flags &= !(F_LOSS_PROBE | F_UNDO | F_UNDO_STAMPED);
             self.rack.clear_probe();
             self.timers.clear(Timer::LossProbe);
             self.timers.clear(Timer::Reorder);
