@@ -388,7 +388,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
     let xdp = program.counters();
     let row = |w: &WorkerStats| {
         let s = &w.shard;
-        serde_json::json!({
+        let mut row = serde_json::json!({
             "queue": w.queue,
             "connections": w.connections,
             "time_wait": w.time_wait,
@@ -412,7 +412,17 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
             "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
             "xsk_tx_invalid_descs": w.kernel.tx_invalid_descs, "xsk_tx_ring_empty": w.kernel.tx_ring_empty,
-        })
+        });
+        // Loss recovery, over live and retired connections (a second
+        // object: one json! of everything exceeds the macro's recursion limit).
+        let recovery = serde_json::json!({
+            "timeouts": w.timeouts, "fast_recoveries": w.recoveries,
+            "loss_probes": w.loss_probes, "recoveries_undone": w.undos,
+        });
+        if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
+            row.extend(extra.clone());
+        }
+        row
     };
     let per: Vec<_> = workers.iter().map(row).collect();
     let mut total = serde_json::Map::new();
