@@ -55,9 +55,14 @@ fn peer_retransmitted_syn_gets_our_syn_ack_again() {
     assert_eq!(again.seq, OUR_ISS);
 }
 
+/// The RTO alone: no tail loss probe (RFC 8985) standing in for the first one.
+fn no_tlp() -> Config {
+    Config { rack_tlp: false, ..Config::default() }
+}
+
 #[test]
 fn rto_doubles_and_respects_the_minimum() {
-    let mut s = Script::established(Script::config());
+    let mut s = Script::established(no_tlp());
     s.conn.send(b"x").unwrap();
     let t0 = s.now;
     s.expect();
@@ -103,8 +108,32 @@ fn karn_ignores_rtt_of_retransmitted_segments() {
 }
 
 #[test]
+fn loss_probe_stands_in_for_the_first_rto() {
+    // RFC 8985 §7.2: with one segment out, the PTO (2·SRTT + WCDelAckT) runs
+    // past the RTO, so the probe goes at the RTO's time in its place, without
+    // collapsing the window; the RTO then runs from the probe and backs off.
+    let mut s = Script::established(Script::config());
+    s.conn.send(b"x").unwrap();
+    let t0 = s.now;
+    s.expect();
+    let cwnd = s.conn.cwnd();
+    let first = s.advance(Duration::from_millis(200));
+    assert_eq!(first.len(), 1, "the probe: the highest segment again, {first:?}");
+    assert_eq!((first[0].0 - t0).as_millis(), 200);
+    assert_eq!(first[0].1.payload, b"x");
+    assert_eq!((s.conn.stats().loss_probes, s.conn.stats().timeouts), (1, 0));
+    assert_eq!(s.conn.cwnd(), cwnd, "a probe leaves cwnd alone");
+    let resent: Vec<_> = s.advance(Duration::from_secs(30)).into_iter().map(|(t, _)| t).collect();
+    let mut all = vec![first[0].0];
+    all.extend(resent);
+    let g = gaps(&all);
+    assert_eq!(&g[..4], &[200, 400, 800, 1600], "then RTOs, backing off: {g:?}");
+    assert_eq!(s.conn.stats().loss_probes, 1, "one probe per flight");
+}
+
+#[test]
 fn gives_up_after_max_retries_with_rst_and_error() {
-    let mut s = Script::established(Config { max_retries: 4, ..Config::default() });
+    let mut s = Script::established(Config { max_retries: 4, ..no_tlp() });
     s.conn.send(b"x").unwrap();
     s.expect();
     let sent = s.advance(Duration::from_secs(60));

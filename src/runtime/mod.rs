@@ -76,7 +76,12 @@ pub struct WorkerStats {
     pub time_wait: usize,
     /// Where the queue's UMEM frames are.
     pub frames: crate::xdp::FrameCounts,
+    /// Loss recovery over every connection, live or retired.
     pub retransmits: u64,
+    pub timeouts: u64,
+    pub recoveries: u64,
+    pub loss_probes: u64,
+    pub undos: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
     /// The AF_XDP socket runs in zero-copy mode (else copy).
@@ -120,9 +125,17 @@ pub enum Control {
 fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
     match req {
         Control::Stats(reply) => {
-            let (mut rtx, mut sent, mut valid) = (0u64, 0u64, 0u64);
+            let (mut sent, mut valid) = (0u64, 0u64);
+            let s = shard.stats();
+            let (mut rtx, mut rto, mut rec, mut tlp, mut undo) =
+                (s.retired_retransmits, s.retired_timeouts, s.retired_recoveries, s.retired_loss_probes, s.retired_undos);
             for (_, c) in shard.connections() {
-                rtx += u64::from(c.stats().retransmits);
+                let c = c.stats();
+                rtx += u64::from(c.retransmits);
+                rto += u64::from(c.timeouts);
+                rec += u64::from(c.recoveries);
+                tlp += u64::from(c.loss_probes);
+                undo += u64::from(c.undos);
             }
             for l in shard.listeners() {
                 sent += l.stats().cookies_sent;
@@ -136,6 +149,10 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
                 time_wait: shard.time_wait_count(),
                 frames: queue.frames(),
                 retransmits: rtx,
+                timeouts: rto,
+                recoveries: rec,
+                loss_probes: tlp,
+                undos: undo,
                 syn_cookies_sent: sent,
                 syn_cookies_validated: valid,
                 zero_copy: queue.zero_copy().unwrap_or(false),

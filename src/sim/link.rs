@@ -2,6 +2,11 @@
 //! queue, then propagation delay with jitter, and seeded faults: loss,
 //! reordering, duplication and bit corruption.
 //!
+//! Jitter and reordering come in two models: by default jitter never
+//! reorders and a reordered frame is held back; [`LinkConfig::netem`] is
+//! Linux netem's, where every frame's delay is drawn independently (so
+//! jitter alone reorders) and a reordered frame skips the delay.
+//!
 //! Every frame costs the same fixed number of random draws, whatever happens
 //! to it, so a run replays exactly for a seed even if configurations differ
 //! only in probabilities.
@@ -16,8 +21,12 @@ use crate::time::{Duration, Instant};
 pub struct LinkConfig {
     /// One-way propagation delay.
     pub latency: Duration,
-    /// Extra uniform delay in [0, jitter]; never reorders by itself.
+    /// Extra uniform delay in [0, jitter]; never reorders by itself. With
+    /// `jitter_reorders`, the delay is latency ± jitter instead.
     pub jitter: Duration,
+    /// netem's jitter: each frame's delay is drawn on its own, uniform in
+    /// [latency − jitter, latency + jitter], and frames overtake one another.
+    pub jitter_reorders: bool,
     /// Serialization rate; `None` is infinitely fast.
     pub bandwidth_bps: Option<u64>,
     /// Tail-drop limit on bytes waiting to be serialized.
@@ -26,6 +35,9 @@ pub struct LinkConfig {
     /// Probability a frame is held back by `reorder_delay`, letting later frames pass.
     pub reorder: f64,
     pub reorder_delay: Duration,
+    /// netem's reordering: a reordered frame skips the delay instead, and
+    /// leaves ahead of the frames still in flight.
+    pub reorder_skips_delay: bool,
     pub duplicate: f64,
     /// Probability one random bit of the frame is flipped.
     pub corrupt: f64,
@@ -39,15 +51,23 @@ impl LinkConfig {
         LinkConfig {
             latency,
             jitter: Duration::ZERO,
+            jitter_reorders: false,
             bandwidth_bps: None,
             queue_bytes: usize::MAX,
             loss: 0.0,
             reorder: 0.0,
             reorder_delay: latency,
+            reorder_skips_delay: false,
             duplicate: 0.0,
             corrupt: 0.0,
             mtu: 1514,
         }
+    }
+    /// A link like `tc qdisc add … netem delay LATENCY JITTER`: each frame
+    /// delayed latency ± jitter on its own draw, and with
+    /// [`with_reorder`](Self::with_reorder) reordered frames sent at once.
+    pub fn netem(latency: Duration, jitter: Duration) -> LinkConfig {
+        LinkConfig { jitter, jitter_reorders: true, reorder_skips_delay: true, ..LinkConfig::ideal(latency) }
     }
     pub fn with_loss(mut self, p: f64) -> Self {
         self.loss = p;
@@ -167,12 +187,23 @@ impl Link {
             self.stats.corrupted += 1;
         }
         let jitter_ns = self.config.jitter.as_nanos() as u64;
-        let jitter = if jitter_ns > 0 { Duration::from_nanos(jitter_draw % (jitter_ns + 1)) } else { Duration::ZERO };
-        let mut at = done + self.config.latency + jitter;
-        if reorder {
-            at += self.config.reorder_delay;
-            self.stats.reordered += 1;
+        let mut at = if self.config.jitter_reorders {
+            // Uniform in [latency − jitter, latency + jitter], never negative.
+            let span = 2 * jitter_ns;
+            let delay = self.config.latency + Duration::from_nanos(if span > 0 { jitter_draw % (span + 1) } else { 0 });
+            done + delay.saturating_sub(self.config.jitter)
         } else {
+            let jitter = if jitter_ns > 0 { Duration::from_nanos(jitter_draw % (jitter_ns + 1)) } else { Duration::ZERO };
+            done + self.config.latency + jitter
+        };
+        if reorder {
+            self.stats.reordered += 1;
+            if self.config.reorder_skips_delay {
+                at = done;
+            } else {
+                at += self.config.reorder_delay;
+            }
+        } else if !self.config.jitter_reorders {
             at = at.max(self.last_delivery);
             self.last_delivery = at;
         }
@@ -259,6 +290,30 @@ mod tests {
         let ids: Vec<u32> = drain(&mut l).iter().map(|(_, f)| id(f)).collect();
         assert!(ids.windows(2).any(|w| w[0] > w[1]), "reordering happens");
         assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn netem_jitter_reorders_within_its_bounds() {
+        let id = |f: &Vec<u8>| u32::from_be_bytes(f[..4].try_into().unwrap());
+        let (latency, jitter) = (Duration::from_millis(5), Duration::from_millis(2));
+        let mut l = Link::new(LinkConfig::netem(latency, jitter), 6);
+        frames(&mut l, 1000, Duration::from_micros(100));
+        let out = drain(&mut l);
+        assert_eq!(out.len(), 1000);
+        let ids: Vec<u32> = out.iter().map(|(_, f)| id(f)).collect();
+        assert!(ids.windows(2).any(|w| w[0] > w[1]), "jitter alone reorders");
+        for (at, f) in &out {
+            let sent = Instant::ZERO + Duration::from_micros(100) * id(f);
+            let delay = *at - sent;
+            assert!(delay >= latency - jitter && delay <= latency + jitter, "{delay:?}");
+        }
+        // netem's reordering: a reordered frame goes at once.
+        let mut l = Link::new(LinkConfig::netem(latency, jitter).with_reorder(0.1, Duration::ZERO), 6);
+        frames(&mut l, 1000, Duration::from_micros(100));
+        let out = drain(&mut l);
+        let fast = out.iter().filter(|(at, f)| *at == Instant::ZERO + Duration::from_micros(100) * id(f)).count() as u64;
+        assert_eq!(fast, l.stats().reordered);
+        assert!((60..140).contains(&fast), "{fast}");
     }
 
     #[test]

@@ -179,6 +179,25 @@ pub struct ShardStats {
     pub handoffs_out: u64,
     /// Segments handed to us by another core.
     pub handoffs_in: u64,
+    /// Loss recovery of the connections already retired (the live ones'
+    /// counters are added when stats are read): retransmitted segments,
+    /// retransmission timeouts, fast recoveries, tail loss probes, and
+    /// recoveries undone as spurious.
+    pub retired_retransmits: u64,
+    pub retired_timeouts: u64,
+    pub retired_recoveries: u64,
+    pub retired_loss_probes: u64,
+    pub retired_undos: u64,
+}
+
+impl ShardStats {
+    fn retire(&mut self, c: &crate::tcp::ConnStats) {
+        self.retired_retransmits += u64::from(c.retransmits);
+        self.retired_timeouts += u64::from(c.timeouts);
+        self.retired_recoveries += u64::from(c.recoveries);
+        self.retired_loss_probes += u64::from(c.loss_probes);
+        self.retired_undos += u64::from(c.undos);
+    }
 }
 
 /// What became of a received frame.
@@ -867,6 +886,7 @@ impl<A: App> Shard<A> {
             if e.in_time_wait {
                 self.time_wait -= 1;
             }
+            self.stats.retire(e.conn.stats());
         }
     }
 
@@ -915,6 +935,7 @@ impl<A: App> Shard<A> {
                     if e.in_time_wait {
                         self.time_wait -= 1;
                     }
+                    self.stats.retire(e.conn.stats());
                     if e.announced {
                         app.on_closed(id, e.state, reason);
                     }

@@ -66,6 +66,16 @@ pub struct Config {
     pub fin_timeout: Duration,
     /// RFC 5961 §7: at most this many challenge ACKs per connection per second.
     pub challenge_ack_limit: u32,
+    /// RFC 8985 RACK-TLP for connections that negotiated SACK: losses are
+    /// detected by time (RACK, which also finds lost retransmissions), and a
+    /// tail loss probe goes out two round trips after the ACKs stop, before
+    /// the RTO. On by default, as in Linux. Off: RFC 6675's DupThresh rule
+    /// alone, and the RTO for tail losses.
+    pub rack_tlp: bool,
+    /// RFC 8985 §7.2 WCDelAckT: how long a peer may delay an ACK. A loss
+    /// probe for a single segment in flight waits this long beyond 2·SRTT
+    /// (but never past the RTO); 200 ms, as RFC 8985 recommends.
+    pub tlp_delayed_ack: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +101,8 @@ impl Default for Config {
             msl: Duration::from_secs(30),
             fin_timeout: Duration::from_secs(60),
             challenge_ack_limit: 10,
+            rack_tlp: true,
+            tlp_delayed_ack: Duration::from_millis(200),
         }
     }
 }

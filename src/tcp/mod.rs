@@ -11,6 +11,7 @@ pub mod congestion;
 pub mod connection;
 pub mod isn;
 pub mod listener;
+pub mod rack;
 pub mod ring;
 pub mod rtt;
 pub mod scoreboard;

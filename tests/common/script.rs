@@ -144,9 +144,16 @@ impl Script {
     /// The SYN-ACK's window is unscaled (RFC 7323 §2.2); a window update then
     /// advertises 512 << 7 = 64 KiB.
     pub fn established(config: Config) -> Script {
+        Script::established_with_rtt(config, Duration::ZERO)
+    }
+
+    /// Like [`Script::established`], with the SYN-ACK arriving `rtt` after
+    /// the SYN: the handshake's sample makes SRTT and the minimum RTT `rtt`.
+    pub fn established_with_rtt(config: Config, rtt: Duration) -> Script {
         let mut s = Script::active(config);
         let syn = s.expect();
         assert!(syn.has(TcpFlags::SYN));
+        assert!(s.advance(rtt).is_empty());
         s.inject(Seg::syn(PEER_ISN).acking(OUR_ISS + 1).win(65535).mss(1460).sack_ok().ts(100, syn.options.timestamp.map_or(0, |t| t.tsval)).ws(7));
         let ack = s.expect();
         assert!(ack.has(TcpFlags::ACK) && !ack.has(TcpFlags::SYN));
@@ -190,6 +197,11 @@ impl Script {
 
     pub fn drain(&mut self) -> Vec<Seg> {
         std::iter::from_fn(|| self.poll()).collect()
+    }
+
+    /// The TSval our segments carry now (scripts use a zero offset).
+    pub fn tsval(&self) -> u32 {
+        self.now.as_millis() as u32
     }
 
     /// Moves the clock forward by `d`, firing every timer on the way.

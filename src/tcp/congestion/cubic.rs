@@ -29,6 +29,8 @@ pub struct Cubic {
     /// W_est in segments (§4.3).
     w_est: f64,
     epoch_start: Option<Instant>,
+    /// cwnd and ssthresh before the last congestion event, for `undo`.
+    prior: (u32, u32),
 }
 
 impl Cubic {
@@ -43,6 +45,7 @@ impl Cubic {
             k: 0.0,
             w_est: 0.0,
             epoch_start: None,
+            prior: (0, 0),
         }
     }
 
@@ -120,12 +123,22 @@ impl Controller for Cubic {
     }
 
     fn on_congestion_event(&mut self, _now: Instant, _in_flight: usize) {
+        self.prior = (self.cwnd as u32, self.ssthresh.min(u32::MAX as usize) as u32);
         self.reduce();
         self.cwnd = self.ssthresh as f64;
     }
 
     fn on_recovery_exit(&mut self, _now: Instant, _in_flight: usize) {
         self.cwnd = self.cwnd.max(self.ssthresh as f64).min(self.ssthresh as f64);
+    }
+
+    fn undo(&mut self) {
+        // The window returns; the cubic curve restarts from it at the next
+        // ACK (a window at or above W_max becomes the new plateau).
+        let (cwnd, ssthresh) = self.prior;
+        self.cwnd = self.cwnd.max(f64::from(cwnd));
+        self.ssthresh = self.ssthresh.max(ssthresh as usize);
+        self.epoch_start = None;
     }
 
     fn on_retransmit_timeout(&mut self, _now: Instant, _in_flight: usize) {
@@ -168,6 +181,18 @@ mod tests {
         c.on_congestion_event(Instant::ZERO, 70 * MSS);
         assert_eq!(c.window(), 49 * MSS);
         assert!((c.w_max() - 70.0 * 0.85).abs() < 1e-9);
+    }
+
+    #[test]
+    fn undo_restores_the_window() {
+        let mut c = Cubic::new(MSS, 100);
+        c.on_congestion_event(Instant::ZERO, 100 * MSS);
+        assert_eq!(c.window(), 70 * MSS);
+        c.undo();
+        assert_eq!((c.window(), c.ssthresh()), (100 * MSS, MAX_CWND));
+        // Growth goes on from the restored window.
+        c.on_ack(Instant::ZERO, MSS, Duration::from_millis(10), true);
+        assert!(c.window() >= 100 * MSS);
     }
 
     #[test]

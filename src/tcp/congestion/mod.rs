@@ -33,6 +33,10 @@ pub trait Controller {
     fn on_congestion_event(&mut self, now: Instant, in_flight: usize);
     /// Fast recovery ended with a full ACK.
     fn on_recovery_exit(&mut self, now: Instant, in_flight: usize);
+    /// The last congestion event proved spurious (RFC 3522 detection): the
+    /// window and threshold from before it return (RFC 4015 §2's response,
+    /// as Linux restores them).
+    fn undo(&mut self);
     /// The retransmission timer expired.
     fn on_retransmit_timeout(&mut self, now: Instant, in_flight: usize);
     /// The sender's MSS after option negotiation.
@@ -94,6 +98,9 @@ impl Controller for AnyController {
     }
     fn on_recovery_exit(&mut self, now: Instant, in_flight: usize) {
         dispatch!(self, c => c.on_recovery_exit(now, in_flight))
+    }
+    fn undo(&mut self) {
+        dispatch!(self, c => c.undo())
     }
     fn on_retransmit_timeout(&mut self, now: Instant, in_flight: usize) {
         dispatch!(self, c => c.on_retransmit_timeout(now, in_flight))

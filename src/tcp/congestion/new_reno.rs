@@ -12,11 +12,13 @@ pub struct NewReno {
     iw_segments: u32,
     /// Bytes acknowledged since cwnd last grew in congestion avoidance.
     ca_acked: usize,
+    /// cwnd and ssthresh before the last congestion event, for `undo`.
+    prior: (u32, u32),
 }
 
 impl NewReno {
     pub fn new(mss: usize, iw_segments: u32) -> Self {
-        NewReno { cwnd: initial_window(mss, iw_segments), ssthresh: MAX_CWND, mss, iw_segments, ca_acked: 0 }
+        NewReno { cwnd: initial_window(mss, iw_segments), ssthresh: MAX_CWND, mss, iw_segments, ca_acked: 0, prior: (0, 0) }
     }
 }
 
@@ -47,6 +49,7 @@ impl Controller for NewReno {
     }
 
     fn on_congestion_event(&mut self, _now: Instant, in_flight: usize) {
+        self.prior = (self.cwnd as u32, self.ssthresh.min(u32::MAX as usize) as u32);
         // RFC 5681 §3.2 step 2, eq. 4; RFC 6582 keeps cwnd at ssthresh
         // during recovery (no inflation: the connection counts the pipe).
         self.ssthresh = (in_flight / 2).max(2 * self.mss);
@@ -59,6 +62,12 @@ impl Controller for NewReno {
         // the pipe, so no burst follows (Linux does the same at the end of
         // its window reduction).
         self.cwnd = self.ssthresh;
+    }
+
+    fn undo(&mut self) {
+        let (cwnd, ssthresh) = self.prior;
+        self.cwnd = self.cwnd.max(cwnd as usize);
+        self.ssthresh = self.ssthresh.max(ssthresh as usize);
     }
 
     fn on_retransmit_timeout(&mut self, _now: Instant, in_flight: usize) {
@@ -120,5 +129,15 @@ mod tests {
         assert_eq!((c.window(), c.ssthresh()), (MSS, 10 * MSS + MSS / 2));
         c.on_congestion_event(Instant::ZERO, MSS);
         assert_eq!(c.ssthresh(), 2 * MSS, "floor of 2 SMSS");
+    }
+
+    #[test]
+    fn undo_restores_the_window() {
+        let mut c = NewReno::new(MSS, 10);
+        ack_window(&mut c, MSS);
+        c.on_congestion_event(Instant::ZERO, 20 * MSS);
+        assert_eq!(c.window(), 10 * MSS);
+        c.undo();
+        assert_eq!((c.window(), c.ssthresh()), (20 * MSS, MAX_CWND));
     }
 }

@@ -2,6 +2,7 @@
 //! RFC 6675 and RFC 6582 folded in at the points where they apply.
 
 use super::*;
+use crate::tcp::rack::{self, ProbeOutcome};
 use crate::time::Duration;
 
 /// RFC 7323 §5.5: TS.Recent older than 24 days is no longer trusted for PAWS.
@@ -130,7 +131,6 @@ impl Connection {
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
-        self.high_rxt = ack;
         self.recover = ack;
         self.retries = 0;
         self.rtt.reset_backoff();
@@ -183,13 +183,19 @@ impl Connection {
         }
 
         // RFC 7323 §5.3 R1: PAWS. RSTs are exempt (§5.3 and RFC 5961).
+        let mut disordered = false;
         if self.flags & F_TS_OK != 0 && !flags.rst() {
             if let Some(ts) = seg.options.timestamp {
-                let older = (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0;
-                if older && now - self.ts_recent_age < PAWS_IDLE {
-                    self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
-                    self.flags |= F_ACK_NOW;
-                    return &[];
+                let behind = self.ts_recent.wrapping_sub(ts.tsval) as i32;
+                if behind > 0 && now - self.ts_recent_age < PAWS_IDLE {
+                    if self.is_disordered_ack(seg, behind as u32) {
+                        disordered = true;
+                        self.stats.disordered_acks = self.stats.disordered_acks.wrapping_add(1);
+                    } else {
+                        self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+                        self.flags |= F_ACK_NOW;
+                        return &[];
+                    }
                 }
             }
         }
@@ -219,6 +225,7 @@ impl Connection {
             // Out of window (or a pure duplicate): ACK and drop.
             if seg.seq + seg_len <= self.rcv_nxt && seg_len > 0 {
                 self.stats.dup_segments = self.stats.dup_segments.wrapping_add(1);
+                self.report_duplicate(seg.seq, seg.seq + seg.payload.len());
             } else {
                 self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
             }
@@ -271,7 +278,7 @@ impl Connection {
             self.challenge_ack(now);
             return &[];
         }
-        self.process_ack(now, seg);
+        self.process_ack(now, seg, disordered);
         if self.state == State::Closed {
             return &[];
         }
@@ -292,6 +299,7 @@ impl Connection {
                 // Trim what we already have (RFC 9293 §3.10.7.4: duplicates trimmed).
                 if seq < self.rcv_nxt {
                     let dup = (self.rcv_nxt - seq).min(payload.len());
+                    self.report_duplicate(seq, seq + dup);
                     payload = &payload[dup..];
                     seq += dup;
                 }
@@ -324,20 +332,58 @@ impl Connection {
         direct
     }
 
+    /// RFC 7323 §5.3 leaves room to accept a segment that fails PAWS when
+    /// it is harmless; like Linux (`tcp_disordered_ack`), a pure duplicate
+    /// ACK at RCV.NXT that would not move the send window, with a TSval
+    /// behind TS.Recent by at most one RTO (the peer's ticks taken as
+    /// milliseconds), is a reordered ACK of this connection, not an old
+    /// duplicate: its SACK blocks are news. Anything else still fails.
+    fn is_disordered_ack(&self, seg: &TcpRepr<'_>, behind: u32) -> bool {
+        let window = u32::from(seg.window) << self.snd_wscale;
+        seg.flags.ack()
+            && seg.segment_len() == 0
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && seg.seq == self.snd_wl1
+            && window <= self.snd_wnd
+            && u128::from(behind) <= self.rtt.rto().as_millis()
+    }
+
     /// RFC 9293 §3.10.7.4 fifth check, ESTABLISHED and later: SND.UNA,
-    /// window, RTT, congestion control and loss recovery.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    /// window, RTT, congestion control and loss recovery. A `disordered`
+    /// ACK (see `is_disordered_ack`) leaves the window alone.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, disordered: bool) {
         let ack = seg.ack;
+        let una_before = self.snd_una;
         let flight_before = self.snd_max - self.snd_una;
+        let blocks = if self.flags & F_SACK_OK != 0 { seg.options.sack_blocks.as_slice() } else { &[] };
+        // RFC 2883: a D-SACK reports data received twice; it SACKs nothing new.
+        let dsack = rack::dsack_block(blocks, ack);
+        if dsack.is_some() {
+            self.stats.dsacks = self.stats.dsacks.wrapping_add(1);
+        }
+        // RFC 8985 §6.2 steps 2–3 see every span this ACK delivers.
+        let delivery = Delivery {
+            now,
+            fack_before: self.rack.fack(),
+            min_rtt: self.rtt.min_rtt().unwrap_or(Duration::ZERO),
+            // The echoed TSval on our clock, to tell which copy was ACKed.
+            echo_ms: match (self.flags & F_TS_OK != 0, seg.options.timestamp) {
+                (true, Some(ts)) => Some(ts.tsecr.wrapping_sub(self.ts_offset)),
+                _ => None,
+            },
+        };
         let mut newly_sacked = 0;
-        if self.flags & F_SACK_OK != 0 && !seg.options.sack_blocks.is_empty() {
-            newly_sacked = self.sacks.update(self.snd_una, self.snd_max, seg.options.sack_blocks.as_slice());
+        if !blocks.is_empty() {
+            let fresh = if dsack.is_some() { &blocks[1..] } else { blocks };
+            let rack = &mut self.rack;
+            newly_sacked = self.sacks.sack(self.snd_una, self.snd_max, fresh, |span| delivery.apply(rack, span));
         }
 
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
         let window = u32::from(seg.window) << self.snd_wscale;
         let window_changed = window != self.snd_wnd;
-        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
+        if !disordered && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack)) {
             let was_zero = self.snd_wnd == 0;
             self.snd_wnd = window;
             self.max_snd_wnd = self.max_snd_wnd.max(window);
@@ -350,7 +396,7 @@ impl Connection {
         }
 
         if ack > self.snd_una {
-            self.on_new_ack(now, ack, flight_before);
+            self.on_new_ack(now, ack, &delivery);
         } else if ack == self.snd_una && flight_before > 0 {
             // RFC 5681 §2 duplicate ACK; RFC 6675 §2 also counts an ACK that
             // SACKs new data.
@@ -358,6 +404,28 @@ impl Connection {
             if classic || newly_sacked > 0 {
                 self.on_duplicate_ack(now, flight_before);
             }
+        }
+
+        if self.rack_on() {
+            self.rack.on_ack(self.snd_una, self.snd_max, dsack.is_some());
+        }
+        // RFC 8985 §7.4: did an outstanding loss probe repair a loss?
+        if self.rack.probe_outstanding() {
+            let news = ack > una_before || newly_sacked > 0 || !seg.payload.is_empty() || window_changed;
+            if self.rack.on_probe_ack(ack, dsack, usize::from(self.smss), news) == ProbeOutcome::Repaired && self.recovery == Recovery::None {
+                // One loss, repaired: one congestion response, as for a
+                // fast recovery that ended at once.
+                self.stats.probe_recoveries = self.stats.probe_recoveries.wrapping_add(1);
+                self.cc.on_congestion_event(now, flight_before);
+                self.cc.on_recovery_exit(now, self.snd_max - self.snd_una);
+            }
+        }
+        self.detect_losses(now);
+        if self.snd_una > una_before {
+            // RFC 8985 §7.2: an ACK of new data restarts the probe timer (and
+            // a probe due but not yet sent is no longer needed).
+            self.flags &= !F_LOSS_PROBE;
+            self.arm_loss_probe(now);
         }
 
         // Our FIN acknowledged?
@@ -385,14 +453,11 @@ impl Connection {
         self.flags & F_FIN_QUEUED != 0 && self.snd_una == self.tx_end() + 1
     }
 
-    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, flight_before: usize) {
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, delivery: &Delivery) {
         let acked = ack - self.snd_una;
         self.snd_una = ack;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
-        }
-        if self.high_rxt < ack {
-            self.high_rxt = ack;
         }
         // Release acknowledged data from the send buffer.
         if ack > self.tx_seq {
@@ -408,7 +473,8 @@ impl Connection {
                 self.events |= EV_WRITABLE;
             }
         }
-        self.sacks.advance(ack);
+        let rack = &mut self.rack;
+        self.sacks.advance(ack, |span| delivery.apply(rack, span));
 
         // RFC 6298 §3 with Karn's rule: time one segment per flight, never a
         // retransmitted one (F_TIMED is cleared whenever we retransmit).
@@ -438,6 +504,8 @@ impl Connection {
                     self.recovery = Recovery::None;
                     self.dupacks = 0;
                     self.cc.on_recovery_exit(now, self.snd_max - self.snd_una);
+                    self.rack.on_recovery_exit();
+                    self.undo_if_spurious(delivery.echo_ms);
                 } else if self.flags & F_SACK_OK == 0 {
                     // RFC 6582 §3.2 step 4: a partial ACK means the next segment
                     // was lost too: retransmit it at once.
@@ -451,16 +519,18 @@ impl Connection {
                 if ack >= self.recover {
                     self.recovery = Recovery::None;
                     self.dupacks = 0;
+                    self.rack.on_recovery_exit();
                 }
             }
         }
         self.flags &= !F_CWND_LIMITED;
-        let _ = flight_before;
     }
 
     fn on_duplicate_ack(&mut self, now: Instant, flight: usize) {
         self.dupacks = self.dupacks.saturating_add(1);
-        if self.recovery != Recovery::None {
+        if self.recovery != Recovery::None || self.rack_on() {
+            // With RACK, time decides what is lost (RFC 8985 replaces the
+            // DupThresh rule); see `detect_losses`.
             return;
         }
         // RFC 6675 §5: enter recovery on DupThresh duplicates, or as soon as
@@ -474,13 +544,17 @@ impl Connection {
         if self.snd_una < self.recover {
             return;
         }
-        self.recovery = Recovery::Fast;
-        self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
-        self.recover = self.snd_max;
-        self.high_rxt = self.snd_una;
-        self.flags |= F_RXT_UNA;
-        self.flags &= !F_TIMED;
-        self.cc.on_congestion_event(now, flight);
+        self.enter_fast_recovery(now, flight);
+    }
+
+    /// RFC 2883: data received twice is reported in a D-SACK block, first in
+    /// the next ACK (the sender learns its retransmission or the network's
+    /// duplicate was needless). Only the latest duplicate is kept.
+    fn report_duplicate(&mut self, from: SeqNumber, to: SeqNumber) {
+        if self.flags & F_SACK_OK != 0 && from < to {
+            self.dsack = (from, to);
+            self.flags |= F_DSACK;
+        }
     }
 
     /// Stores in-window text that starts at `seq` (≥ RCV.NXT).
@@ -495,6 +569,15 @@ impl Connection {
             // window, the assembler's range count and the shard's budgets)
             // and ACK at once, with SACK (RFC 5681 §4.2, RFC 2018 §4). Data
             // not kept is not SACKed, so the peer retransmits it.
+            let end = offset + payload.len();
+            let holding = self.ooo.iter().find(|&(o, l)| o <= offset && end <= o + l);
+            if let Some((o, l)) = holding {
+                // All of it is here already: a D-SACK, then the block holding it.
+                self.report_duplicate(seq, seq + payload.len());
+                self.last_ooo = Some((o as u32, l as u32));
+                self.flags |= F_ACK_NOW;
+                return &[];
+            }
             let fits = payload.len().min(self.rx.limit().saturating_sub(self.rx.len() + offset));
             let fresh = self.ooo.uncovered(offset, fits);
             let allowed = (self.budget_reassembly as usize).min(self.budget_memory as usize);
@@ -592,5 +675,21 @@ impl Connection {
             State::FinWait2 => self.enter_time_wait(now),
             _ => {}
         }
+    }
+}
+
+/// What an ACK tells RACK about each span it delivers (RFC 8985 §6.2).
+pub(super) struct Delivery {
+    now: Instant,
+    /// RACK.fack before this ACK.
+    fack_before: SeqNumber,
+    min_rtt: Duration,
+    /// The ACK's TSecr on our clock, in milliseconds.
+    echo_ms: Option<u32>,
+}
+
+impl Delivery {
+    fn apply(&self, rack: &mut crate::tcp::rack::Rack, span: &crate::tcp::scoreboard::Span) {
+        rack.on_delivered(self.now, span, self.fack_before, self.min_rtt, self.echo_ms);
     }
 }

@@ -40,6 +40,7 @@
 
 mod input;
 mod output;
+mod recovery;
 mod timers;
 
 use std::net::SocketAddrV4;
@@ -47,6 +48,7 @@ use std::sync::Arc;
 
 use crate::tcp::assembler::Assembler;
 use crate::tcp::congestion::{AnyController, Controller};
+use crate::tcp::rack::Rack;
 use crate::tcp::ring::RingBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::scoreboard::Scoreboard;
@@ -146,7 +148,8 @@ enum Recovery {
     None,
     /// Fast recovery until `recover` (HighData at entry) is acknowledged.
     Fast,
-    /// After a retransmission timeout: everything un-SACKed below `recover` is lost.
+    /// After a retransmission timeout, until `recover` is acknowledged: the
+    /// data deemed lost is resent in slow start.
     Timeout,
 }
 
@@ -158,22 +161,26 @@ const EV_PEER_CLOSED: u8 = 8;
 const EV_CLOSED: u8 = 16;
 
 // Flags.
-const F_FIN_QUEUED: u16 = 1; // the application shut down the write side
-const F_APP_CLOSED: u16 = 2; // close() was called: no reads follow
-const F_ACK_NOW: u16 = 4; // an ACK must go out at the next poll_transmit
-const F_SEND_RST: u16 = 8; // a RST must go out (abort, give-up)
-const F_WANT_WRITABLE: u16 = 16; // a send was cut short
-const F_PROBE: u16 = 32; // a zero-window or keepalive probe is due
-const F_SACK_OK: u16 = 64; // SACK negotiated
-const F_TS_OK: u16 = 128; // timestamps negotiated
-const F_WS_OK: u16 = 256; // window scaling negotiated
-const F_DIRECT_PENDING: u16 = 512; // handle_segment_direct awaits complete_direct
-const F_TIMED: u16 = 1024; // rtt_seq is being timed (Karn)
-const F_FIN_RECEIVED: u16 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
-const F_RXT_UNA: u16 = 4096; // retransmit the segment at SND.UNA next
-const F_CWND_LIMITED: u16 = 8192; // sending was held back by cwnd since the last ACK
-const F_CLOSE_DEFERRED: u16 = 16384; // close() during a delivery: decided when it ends
-const F_READING: u16 = 32768; // the application is reading buffered data (begin_read/end_read)
+const F_FIN_QUEUED: u32 = 1; // the application shut down the write side
+const F_APP_CLOSED: u32 = 2; // close() was called: no reads follow
+const F_ACK_NOW: u32 = 4; // an ACK must go out at the next poll_transmit
+const F_SEND_RST: u32 = 8; // a RST must go out (abort, give-up)
+const F_WANT_WRITABLE: u32 = 16; // a send was cut short
+const F_PROBE: u32 = 32; // a zero-window or keepalive probe is due
+const F_SACK_OK: u32 = 64; // SACK negotiated
+const F_TS_OK: u32 = 128; // timestamps negotiated
+const F_WS_OK: u32 = 256; // window scaling negotiated
+const F_DIRECT_PENDING: u32 = 512; // handle_segment_direct awaits complete_direct
+const F_TIMED: u32 = 1024; // rtt_seq is being timed (Karn)
+const F_FIN_RECEIVED: u32 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
+const F_RXT_UNA: u32 = 4096; // the next retransmission goes whatever the pipe (SND.UNA's segment without SACK)
+const F_CWND_LIMITED: u32 = 8192; // sending was held back by cwnd since the last ACK
+const F_CLOSE_DEFERRED: u32 = 16384; // close() during a delivery: decided when it ends
+const F_READING: u32 = 32768; // the application is reading buffered data (begin_read/end_read)
+const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
+const F_UNDO: u32 = 1 << 17; // this fast recovery's reduction may yet prove spurious
+const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmission's time
+const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -199,6 +206,18 @@ pub struct ConnStats {
     /// In-order segments whose data was (partly) not stored because the
     /// shard's receive memory was exhausted (Linux's TCPRcvQDrop).
     pub mem_dropped: u32,
+    /// Tail loss probes sent (RFC 8985 §7.3).
+    pub loss_probes: u32,
+    /// Losses a probe repaired (RFC 8985 §7.4), each a congestion response.
+    pub probe_recoveries: u32,
+    /// Retransmissions RACK found lost (RFC 8985 §6.2).
+    pub lost_retransmits: u32,
+    /// D-SACKs received (RFC 2883): data the peer got twice.
+    pub dsacks: u32,
+    /// Reordered duplicate ACKs PAWS let through (RFC 7323 §5.3).
+    pub disordered_acks: u32,
+    /// Fast recoveries found spurious and undone (RFC 3522, RFC 4015).
+    pub undos: u32,
 }
 
 /// What a connection's receive side may still use, set by the shard before
@@ -233,7 +252,7 @@ pub struct Connection {
     state: State,
     local: SocketAddrV4,
     remote: SocketAddrV4,
-    flags: u16,
+    flags: u32,
     events: u8,
     close_reason: CloseReason,
     recovery: Recovery,
@@ -244,16 +263,19 @@ pub struct Connection {
     probes: u8,
     challenge_count: u8,
 
-    // Send sequence space (RFC 9293 §3.3.1) plus RFC 6675's HighData/HighRxt.
+    // Send sequence space (RFC 9293 §3.3.1); SND.MAX is RFC 6675's HighData.
     iss: SeqNumber,
     snd_una: SeqNumber,
     snd_nxt: SeqNumber,
     snd_max: SeqNumber,
     snd_wl1: SeqNumber,
     snd_wl2: SeqNumber,
-    high_rxt: SeqNumber,
     recover: SeqNumber,
     rtt_seq: SeqNumber,
+    /// Our clock, in ms, when this recovery's first retransmission left
+    /// (RFC 3522's RetransmitTS): an ACK echoing an earlier TSval at its
+    /// end shows every retransmission was needless.
+    undo_stamp: u32,
     /// Sequence number of `tx[0]`.
     tx_seq: SeqNumber,
     snd_wnd: u32,
@@ -270,6 +292,8 @@ pub struct Connection {
     rcv_adv: SeqNumber,
     /// RCV.NXT carried by the last ACK we sent (RFC 7323 Last.ACK.sent).
     last_ack_sent: SeqNumber,
+    /// Data received twice, for the next ACK's D-SACK block (RFC 2883).
+    dsack: (SeqNumber, SeqNumber),
     fin_seq: SeqNumber,
     /// Bytes received since our last ACK.
     unacked_segs: u32,
@@ -292,7 +316,9 @@ pub struct Connection {
     budget_window: u32,
     /// The out-of-order range most recently added (offset, len), for SACK's first block.
     last_ooo: Option<(u32, u32)>,
+    /// Every range in flight: SACKed, lost, resent, and when last sent.
     sacks: Scoreboard,
+    rack: Rack,
     rtt: RttEstimator,
     cc: AnyController,
     timers: Timers,
@@ -326,9 +352,9 @@ impl Connection {
             snd_max: iss,
             snd_wl1: SeqNumber(0),
             snd_wl2: iss,
-            high_rxt: iss,
             recover: iss,
             rtt_seq: iss,
+            undo_stamp: 0,
             tx_seq: iss + 1,
             snd_wnd: 0,
             max_snd_wnd: 0,
@@ -338,6 +364,7 @@ impl Connection {
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
             last_ack_sent: SeqNumber(0),
+            dsack: (SeqNumber(0), SeqNumber(0)),
             fin_seq: SeqNumber(0),
             unacked_segs: 0,
             ts_recent: 0,
@@ -352,6 +379,7 @@ impl Connection {
             budget_window: u32::MAX,
             last_ooo: None,
             sacks: Scoreboard::new(),
+            rack: Rack::new(iss),
             rtt,
             cc,
             timers: Timers::default(),
@@ -422,7 +450,6 @@ impl Connection {
         conn.snd_una = iss + 1;
         conn.snd_nxt = iss + 1;
         conn.snd_max = iss + 1;
-        conn.high_rxt = conn.snd_una;
         conn.recover = conn.snd_una;
         conn.snd_wl1 = ack.seq;
         conn.snd_wl2 = ack.ack;
@@ -805,6 +832,7 @@ mod size_tests {
     fn connection_state_is_small() {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
-        assert!(size <= 640, "Connection grew to {size} bytes");
+        // 648 with RACK-TLP's state and the shard's receive budget.
+        assert!(size <= 656, "Connection grew to {size} bytes");
     }
 }

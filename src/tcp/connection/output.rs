@@ -10,6 +10,8 @@ struct Plan {
     len: usize,
     flags: TcpFlags,
     retransmit: bool,
+    /// A tail loss probe (RFC 8985 §7.3).
+    probe: bool,
 }
 
 /// A TCP header with every option we send fits in 60 bytes.
@@ -64,14 +66,18 @@ impl Connection {
             return None; // already sent; the retransmission timer resets snd_nxt
         }
         let retransmit = self.snd_max != self.iss;
-        Some(Plan { seq: self.iss, len: 0, flags, retransmit })
+        Some(Plan { seq: self.iss, len: 0, flags, retransmit, probe: false })
     }
 
     /// The header length of our next data segment: timestamps and SACK
     /// blocks are the only options after the handshake.
     fn data_header_len(&self) -> usize {
         let ts = self.flags & F_TS_OK != 0;
-        let blocks = if self.flags & F_SACK_OK != 0 { self.ooo.range_count().min(if ts { 3 } else { 4 }) } else { 0 };
+        let blocks = if self.flags & F_SACK_OK != 0 {
+            (self.ooo.range_count() + usize::from(self.flags & F_DSACK != 0)).min(if ts { 3 } else { 4 })
+        } else {
+            0
+        };
         20 + if ts { 12 } else { 0 } + if blocks > 0 { 4 + 8 * blocks } else { 0 }
     }
 
@@ -86,56 +92,64 @@ impl Connection {
 
     /// Bytes the network holds by our estimate (RFC 6675 §4 SetPipe).
     fn pipe(&self) -> usize {
-        let mss = usize::from(self.smss);
+        let flight = self.snd_max - self.snd_una;
+        if self.flags & F_SACK_OK != 0 || self.recovery == Recovery::Timeout {
+            // From the scoreboard's marks. Outside recovery, SACKed data
+            // makes room for new data (RFC 6675 §5 step 3, limited transmit).
+            return self.sacks.pipe(self.snd_una, self.snd_max);
+        }
         match self.recovery {
-            Recovery::None => self.snd_max - self.snd_una,
-            Recovery::Fast if self.flags & F_SACK_OK != 0 => {
-                self.sacks.pipe(self.snd_una, self.snd_max, self.high_rxt, mss)
-            }
             // Without SACK, each duplicate ACK says a segment left the network.
-            Recovery::Fast => (self.snd_max - self.snd_una).saturating_sub(usize::from(self.dupacks) * mss),
-            // After a timeout everything un-SACKed below `recover` is lost:
-            // only what we resent since, and what was sent after, is in flight.
-            Recovery::Timeout => {
-                let resent = self.high_rxt - self.snd_una;
-                let resent_sacked = self.sacks.sacked_between(self.snd_una, self.high_rxt);
-                resent.saturating_sub(resent_sacked) + (self.snd_max - self.recover.max(self.snd_una))
-            }
+            Recovery::Fast => flight.saturating_sub(usize::from(self.dupacks) * usize::from(self.smss)),
+            _ => flight,
         }
     }
 
-    /// The next lost range to resend, if any (RFC 6675 §4 NextSeg rule 1,
-    /// RFC 6582 for peers without SACK, RFC 6298 §5.4 after a timeout).
+    /// The next data to resend, if any: what the scoreboard deems lost, first
+    /// the lowest (RFC 6675 §4 NextSeg rule 1, RFC 8985, RFC 6298 §5.4 after
+    /// a timeout); without SACK in fast recovery, the segment at SND.UNA
+    /// (RFC 6582).
     fn next_retransmit(&self, max_len: usize) -> Option<(SeqNumber, usize)> {
-        let limit = self.recover.min(self.snd_max);
-        if self.recovery == Recovery::None || self.snd_una >= limit {
+        if self.recovery == Recovery::None || self.snd_una >= self.snd_max {
             return None;
         }
         let mss = usize::from(self.smss).min(max_len).max(1);
-        let from = self.high_rxt.max(self.snd_una);
-        let sack_info = self.flags & F_SACK_OK != 0 && !self.sacks.is_empty();
-        if self.flags & F_RXT_UNA != 0 {
-            let end = self.sacks.next_sacked_at_or_after(self.snd_una).unwrap_or(limit).min(limit);
-            return Some((self.snd_una, (end - self.snd_una).min(mss)));
-        }
-        match self.recovery {
-            Recovery::Fast if sack_info => self.sacks.next_seg(from, self.snd_una, mss),
-            Recovery::Fast => None, // NewReno: only the segment at SND.UNA, above
-            Recovery::Timeout => {
-                // Go back N, skipping what the peer SACKed.
-                let mut seq = from;
-                while seq < limit {
-                    if let Some(end) = self.sacks.sacked_range_end(seq) {
-                        seq = end;
-                        continue;
-                    }
-                    let end = self.sacks.next_sacked_at_or_after(seq).unwrap_or(limit).min(limit);
-                    return Some((seq, (end - seq).min(mss)));
-                }
-                None
+        if self.recovery == Recovery::Fast && self.flags & F_SACK_OK == 0 {
+            let limit = self.recover.min(self.snd_max);
+            if self.flags & F_RXT_UNA == 0 || self.snd_una >= limit {
+                return None;
             }
-            Recovery::None => None,
+            return Some((self.snd_una, (limit - self.snd_una).min(mss)));
         }
+        self.sacks.next_lost(mss)
+    }
+
+    /// RFC 8985 §7.3: the loss probe. New data if there is any and the peer's
+    /// window takes it (cwnd notwithstanding), else the highest segment sent
+    /// again.
+    fn plan_loss_probe(&self, mss: usize) -> Option<Plan> {
+        let unsent = self.unsent_data();
+        let wnd_room = (self.snd_una + self.snd_wnd as usize) - self.snd_nxt;
+        if unsent > 0 && wnd_room > 0 {
+            let len = unsent.min(mss).min(wnd_room);
+            let mut flags = TcpFlags::ACK;
+            if len == unsent {
+                flags |= TcpFlags::PSH;
+                if self.fin_pending() {
+                    flags |= TcpFlags::FIN;
+                }
+            }
+            return Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false, probe: true });
+        }
+        if self.snd_max == self.snd_una {
+            return None;
+        }
+        let tx_end = self.tx_end();
+        let fin_sent = self.flags & F_FIN_QUEUED != 0 && self.snd_max > tx_end;
+        let data_end = if fin_sent { tx_end } else { self.snd_max };
+        let seq = (data_end - mss).max(self.snd_una);
+        let plan = self.retransmit_plan(seq, data_end - seq);
+        (plan.len > 0 || plan.flags.fin()).then_some(Plan { probe: true, ..plan })
     }
 
     /// What to send now in a synchronized state, or `None`.
@@ -144,25 +158,41 @@ impl Connection {
             return None;
         }
         let mss = usize::from(self.smss).min(room).max(1);
+        if self.flags & F_LOSS_PROBE != 0 {
+            self.flags &= !F_LOSS_PROBE;
+            if self.recovery == Recovery::None {
+                if let Some(plan) = self.plan_loss_probe(mss) {
+                    return Some(plan);
+                }
+            }
+        }
         let cwnd = self.cc.window();
         let pipe = self.pipe();
 
         // Loss recovery first (RFC 6675 §5 step (C): only while pipe < cwnd,
         // except the first retransmission, which goes regardless).
-        let first = self.flags & F_RXT_UNA != 0 || (self.recovery == Recovery::Timeout && self.high_rxt == self.snd_una);
+        let first = self.flags & F_RXT_UNA != 0;
         if first || pipe < cwnd {
-            if let Some((seq, len)) = self.next_retransmit(room) {
-                self.flags &= !F_RXT_UNA;
+            let next = self.next_retransmit(room);
+            self.flags &= !F_RXT_UNA;
+            if let Some((seq, len)) = next {
                 return Some(self.retransmit_plan(seq, len));
             }
         }
-        let _ = now;
 
         // New data, within the peer's window and the congestion window.
+        // RFC 3042 limited transmit: without SACK, the first two duplicate
+        // ACKs each let one more segment beyond cwnd go (with SACK, the
+        // pipe already counts what they SACKed).
         let unsent = self.unsent_data();
         let wnd_edge = self.snd_una + self.snd_wnd as usize;
         let wnd_room = wnd_edge - self.snd_nxt;
-        let cwnd_room = cwnd.saturating_sub(pipe);
+        let limited_transmit = if self.recovery == Recovery::None && self.flags & F_SACK_OK == 0 {
+            usize::from(self.dupacks.min(2)) * usize::from(self.smss)
+        } else {
+            0
+        };
+        let cwnd_room = (cwnd + limited_transmit).saturating_sub(pipe);
         let fin = self.fin_pending();
         if unsent > 0 {
             let len = unsent.min(mss).min(wnd_room).min(cwnd_room);
@@ -199,10 +229,10 @@ impl Connection {
                     flags |= TcpFlags::FIN;
                 }
             }
-            return Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false });
+            return Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false, probe: false });
         }
         if fin && self.snd_nxt == self.tx_end() {
-            return Some(Plan { seq: self.snd_nxt, len: 0, flags: TcpFlags::ACK | TcpFlags::FIN, retransmit: false });
+            return Some(Plan { seq: self.snd_nxt, len: 0, flags: TcpFlags::ACK | TcpFlags::FIN, retransmit: false, probe: false });
         }
         None
     }
@@ -216,23 +246,28 @@ impl Connection {
         if self.flags & F_FIN_QUEUED != 0 && seq + data == tx_end && self.snd_max > tx_end {
             flags |= TcpFlags::FIN;
         }
-        Plan { seq, len: data, flags, retransmit: true }
+        Plan { seq, len: data, flags, retransmit: true, probe: false }
     }
 
     fn send_plan(&mut self, now: Instant, buf: &mut [u8], plan: Plan) -> usize {
         let n = self.emit(now, buf, plan.seq, plan.len, plan.flags, true);
         let end = plan.seq + plan.len + plan.flags.syn() as usize + plan.flags.fin() as usize;
+        let new_data = end > self.snd_max;
         if plan.retransmit {
             self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             self.flags &= !F_TIMED;
-            if end > self.high_rxt {
-                self.high_rxt = end;
+            if self.flags & (F_UNDO | F_UNDO_STAMPED) == F_UNDO {
+                self.flags |= F_UNDO_STAMPED;
+                self.undo_stamp = now.as_millis() as u32;
             }
         }
         if end > self.snd_nxt {
             self.snd_nxt = end;
         }
-        if end > self.snd_max {
+        if self.state.is_synchronized() {
+            self.sacks.on_transmit(plan.seq, end, now, plan.retransmit);
+        }
+        if new_data {
             // New sequence space: time it if nothing is being timed (RFC 6298 §3).
             if self.flags & F_TIMED == 0 && !plan.retransmit {
                 self.flags |= F_TIMED;
@@ -244,6 +279,13 @@ impl Connection {
         // RFC 6298 §5.1: the timer runs whenever data is outstanding.
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        if plan.probe {
+            self.stats.loss_probes = self.stats.loss_probes.wrapping_add(1);
+            self.rack.on_probe_sent(self.snd_max, plan.retransmit);
+        } else if new_data && !plan.retransmit {
+            // RFC 8985 §7.2: new data restarts the probe timer.
+            self.arm_loss_probe(now);
         }
         n
     }
@@ -290,10 +332,17 @@ impl Connection {
         }
     }
 
-    /// Builds the SACK blocks: the most recent range first (RFC 2018 §4).
+    /// Builds the SACK blocks: a D-SACK first (RFC 2883 §4), then the most
+    /// recent range (RFC 2018 §4).
     fn sack_blocks(&self, max: usize) -> SackBlocks {
         let mut blocks = SackBlocks::new();
-        if self.flags & F_SACK_OK == 0 || self.ooo.is_empty() || max == 0 {
+        if self.flags & F_SACK_OK == 0 || max == 0 {
+            return blocks;
+        }
+        if self.flags & F_DSACK != 0 {
+            blocks.push(self.dsack.0, self.dsack.1);
+        }
+        if self.ooo.is_empty() {
             return blocks;
         }
         let recent = self.last_ooo.and_then(|(off, len)| {
@@ -301,7 +350,9 @@ impl Connection {
             self.ooo.iter().find(|&(o, l)| o <= off && off + len <= o + l)
         });
         if let Some((o, l)) = recent {
-            blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            if blocks.len() < max {
+                blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            }
         }
         for (o, l) in self.ooo.iter() {
             if blocks.len() >= max {
@@ -375,7 +426,7 @@ impl Connection {
 
         self.stats.segs_out = self.stats.segs_out.wrapping_add(1);
         if ack_flag {
-            self.flags &= !F_ACK_NOW;
+            self.flags &= !(F_ACK_NOW | F_DSACK);
             self.unacked_segs = 0;
             self.last_ack_sent = self.rcv_nxt;
             self.timers.clear(Timer::DelayedAck);

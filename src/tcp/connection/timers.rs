@@ -17,9 +17,14 @@ pub enum Timer {
     Keepalive = 3,
     /// TIME_WAIT's 2×MSL, or the FIN_WAIT_2 timeout of a closed connection.
     Close = 4,
+    /// RFC 8985 §6.2 RACK reordering timer: data sent before delivered data
+    /// becomes lost once its reordering window has passed.
+    Reorder = 5,
+    /// RFC 8985 §7.2 tail loss probe (PTO).
+    LossProbe = 6,
 }
 
-const COUNT: usize = 5;
+const COUNT: usize = 7;
 const UNSET: u64 = u64::MAX;
 
 /// Deadlines in nanoseconds; `UNSET` when a timer is stopped.
@@ -87,6 +92,16 @@ impl Connection {
                 return;
             }
         }
+        if self.timers.expired(Timer::Reorder, now) {
+            self.timers.clear(Timer::Reorder);
+            self.detect_losses(now);
+        }
+        // The probe goes first: when it was due with the RTO (the PTO never
+        // runs past it), it stands in for the RTO, which restarts from now.
+        if self.timers.expired(Timer::LossProbe, now) {
+            self.timers.clear(Timer::LossProbe);
+            self.on_loss_probe_timeout(now);
+        }
         if self.timers.expired(Timer::Retransmit, now) {
             self.timers.clear(Timer::Retransmit);
             self.on_retransmit_timeout(now);
@@ -136,19 +151,30 @@ impl Connection {
             if self.recovery != Recovery::Timeout || self.retries == 1 {
                 self.cc.on_retransmit_timeout(now, in_flight);
             }
-            // RFC 6675 §5.1: after an RTO, every un-SACKed segment below
-            // HighData counts as lost and is resent from SND.UNA on; SACKed
-            // data is kept (the receiver may renege, RFC 2018 §8, but we then
-            // fall back to resending it after the next timeout).
             self.recovery = Recovery::Timeout;
             self.recover = self.snd_max;
-            self.high_rxt = self.snd_una;
             self.dupacks = 0;
-            if self.retries > 1 {
-                // A second timeout for the same data: forget SACK state, as the
-                // receiver may have reneged (RFC 2018 §8).
-                self.sacks.clear();
-            }
+            // SACKed data is kept (the receiver may renege, RFC 2018 §8); a
+            // second timeout for the same data forgets it, in case it did.
+            let renege = self.retries > 1;
+            let marked = if self.rack_on() {
+                // RFC 8985 §6.3: SND.UNA's segment, and whatever has been out
+                // for RACK.rtt + RACK.reo_wnd; the rest may still arrive.
+                let wait = self.rack.rtt() + self.reo_wnd();
+                self.sacks.rack_mark_on_timeout(now, wait, renege)
+            } else {
+                // RFC 6675 §5.1: every un-SACKed segment counts as lost and
+                // is resent from SND.UNA on.
+                self.sacks.mark_all_lost(renege)
+            };
+            self.stats.lost_retransmits = self.stats.lost_retransmits.wrapping_add(marked.retransmissions);
+            // RFC 6298 §5.4: the earliest unacknowledged segment goes now,
+            // whatever the window.
+            self.flags |= F_RXT_UNA;
+            self.flags &= !(F_LOSS_PROBE | F_UNDO | F_UNDO_STAMPED);
+            self.rack.clear_probe();
+            self.timers.clear(Timer::LossProbe);
+            self.timers.clear(Timer::Reorder);
         }
         if !self.state.is_synchronized() {
             // Resend the SYN or SYN-ACK.
