@@ -80,7 +80,7 @@ fn echo_closes_after_a_fin_that_arrives_under_backpressure() {
         server.listen(7);
         server.announce();
         let mut client: Shard<HalfCloser> = Shard::new(StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), CLIENT, 24), [2; 16]);
-        let mut echo = Echo::default();
+        let mut echo = Echo;
         let mut app = HalfCloser { total: 2 << 20, sent: 0, received: 0, corrupt: false, peer_closed: false, closed: None };
         let link = LinkConfig::ideal(Duration::from_micros(300)).with_loss(loss);
         let (mut to_server, mut to_client) = (Link::new(link.clone(), seed), Link::new(link, seed + 100));

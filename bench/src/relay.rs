@@ -165,7 +165,7 @@ impl Link {
         // The rate limiter: a FIFO that sends one frame after another at
         // the configured rate, holding at most `queue` frames.
         let mut depart = now;
-        if self.cfg.rate_bps > 0 {
+        if let Some(rate) = std::num::NonZeroU64::new(self.cfg.rate_bps) {
             while self.queued.front().is_some_and(|&t| t <= now) {
                 self.queued.pop_front();
             }
@@ -174,7 +174,7 @@ impl Link {
                 return;
             }
             let wire = (frame.len() as u64 + 24) * 8; // preamble, FCS and gap as on Ethernet
-            let cost = wire.saturating_mul(1_000_000_000) / self.cfg.rate_bps;
+            let cost = wire.saturating_mul(1_000_000_000) / rate;
             depart = self.busy_until.max(now) + cost;
             self.busy_until = depart;
             self.queued.push_back(depart);
@@ -219,6 +219,7 @@ impl Link {
 /// Forwards frames between `a` and `b` (queue 0 of each, which the relay
 /// owns entirely) through one [`Link`] per direction, until `stop` is set
 /// or `duration` passes. Returns (a→b, b→a).
+#[allow(clippy::too_many_arguments)]
 pub fn run(a: &str, b: &str, cfg: Impairments, seed: u64, mode: XdpMode, core: Option<usize>, duration: Option<Duration>, stop: &AtomicBool) -> Result<(LinkStats, LinkStats), String> {
     if xdptcp::runtime::host::not_root() {
         return Err("the relay needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
@@ -241,7 +242,7 @@ pub fn run(a: &str, b: &str, cfg: Impairments, seed: u64, mode: XdpMode, core: O
     let start = Instant::now();
     let nanos = || start.elapsed().as_nanos() as u64;
     let mut idle = 0u32;
-    while !stop.load(Ordering::Relaxed) && duration.map_or(true, |d| start.elapsed() < d) {
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
         let now = nanos();
         let got = qa.recv(64, |f| ab.push(now, f.to_vec())) + qb.recv(64, |f| ba.push(now, f.to_vec()));
         while let Some(f) = ab.pop(now) {
