@@ -49,9 +49,6 @@ NAME="xb$$$RANDOM"
 SNS="$NAME-s"; PNS="$NAME-p"; SDEV="${NAME}s0"; PDEV="${NAME}p0"
 WORK=$(mktemp -d)
 cleanup() {
-    for ns in "$SNS" "$PNS"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-    done
     scripts/netns.sh down --name "$NAME"
     rm -rf "$WORK"
 }

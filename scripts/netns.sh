@@ -10,6 +10,7 @@
 #
 #   <NAME>s0 ── <NAME>ra  [relay ns <NAME>-r]  <NAME>rb ── <NAME>p0
 #
+# `down` kills whatever still runs in the namespaces, then removes them.
 # Usage: scripts/netns.sh up|down [--name NAME] [--queues N] [--mtu M] [--relay]
 # NAME defaults to "xt$$"-style unique names when not given; it is printed.
 set -euo pipefail
@@ -60,6 +61,10 @@ case "$cmd" in
         if [ "$relay" = 1 ]; then echo " RELAY_NS=$rns RELAY_A=$rdev_a RELAY_B=$rdev_b"; else echo; fi
         ;;
     down)
+        # Every process left in the namespaces goes with them.
+        for ns in "$sns" "$pns" "$rns"; do
+            ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+        done
         ip netns del "$sns" 2>/dev/null || true
         ip netns del "$pns" 2>/dev/null || true
         ip netns del "$rns" 2>/dev/null || true

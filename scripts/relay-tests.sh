@@ -23,9 +23,6 @@ WORK=$(mktemp -d)
 passed=0; failed=0
 
 cleanup() {
-    for ns in "$SNS" "$PNS" "$RNS"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    done
     scripts/netns.sh down --name "$NAME"
     rm -rf "$WORK"
 }

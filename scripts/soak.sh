@@ -31,9 +31,6 @@ NAME="xk$(printf %05d $(( $$ % 100000 )))$(printf %04d $(( RANDOM % 10000 )))"
 SNS="$NAME-s"; PNS="$NAME-p"; RNS="$NAME-r"; SDEV="${NAME}s0"
 WORK=$(mktemp -d)
 cleanup() {
-    for ns in "$SNS" "$PNS" "$RNS"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    done
     scripts/netns.sh down --name "$NAME"
     rm -rf "$WORK"
 }

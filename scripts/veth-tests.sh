@@ -15,10 +15,6 @@ SERVER_PID=""
 passed=0; failed=0
 
 cleanup() {
-    # Every process left in our namespaces goes with them.
-    for ns in "$SNS" "$PNS"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-    done
     scripts/netns.sh down --name "$NAME"
     rm -rf "$WORK"
 }
