@@ -15,10 +15,19 @@ def echo(n, port=7, timeout=30):
     data = os.urandom(n)
     s = socket.create_connection((HOST, port), timeout=timeout)
     got = bytearray()
+    failed = []
 
     def writer():
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        # One sendall per 64 KiB: Python's socket timeout bounds a whole
+        # sendall call, so `timeout` stays "no progress for that long"
+        # rather than a limit on the entire transfer.
+        try:
+            view = memoryview(data)
+            for off in range(0, n, 1 << 16):
+                s.sendall(view[off:off + (1 << 16)])
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            failed.append(e)
 
     t = threading.Thread(target=writer)
     t.start()
@@ -29,6 +38,8 @@ def echo(n, port=7, timeout=30):
         got += chunk
     t.join()
     s.close()
+    if failed:
+        raise SystemExit(f"echo: sending failed after {len(got)} bytes came back: {failed[0]!r}")
     if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
         raise SystemExit(f"echo mismatch: sent {n}, got {len(got)}")
     return len(got)
