@@ -49,7 +49,7 @@ sleep 1
 server_echo() {
     ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo --control "$WORK/ctl.sock" > "$WORK/server.log" 2>&1 &
     local server=$!
-    for _ in $(seq 100); do grep -q serving "$WORK/server.log" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -q serving "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
     local start=$SECONDS
     timeout 900 ip netns exec "$PNS" python3 tests/veth/peer.py echo "$BYTES"; local st=$?
     echo "    $(( SECONDS - start )) s"

@@ -64,7 +64,7 @@ if [ "$(id -u)" = 0 ]; then
     cargo build --release --workspace --bins 2>&1 | tail -n 1
     bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
     echo "== through the impairment relay (scripts/relay-tests.sh)"
-    RELAY_BYTES=${RELAY_BYTES:-4194304} bash scripts/relay-tests.sh 2>&1 | tee -a "$log" || status=1
+    RELAY_BYTES=${RELAY_BYTES:-16777216} bash scripts/relay-tests.sh 2>&1 | tee -a "$log" || status=1
     echo "== soak, short (scripts/soak.sh --minutes 2)"
     bash scripts/soak.sh --minutes 2 2>&1 | tee -a "$log" || status=1
     # The benchmark matrix, short: fails on crashes or errors, never on timing.
