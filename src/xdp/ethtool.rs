@@ -280,6 +280,18 @@ mod tests {
         assert!(parse_rxfh(&huge).is_err());
     }
 
+    /// The real ioctl, unprivileged: loopback has no RSS, a missing device
+    /// is not "unsupported", and a bad name never reaches the kernel.
+    #[test]
+    fn ioctl_on_loopback_and_missing_devices() {
+        assert!(matches!(read_rss("lo"), Err(RssError::Unsupported(_))));
+        match read_rss("xdptcp-nonexist") {
+            Err(RssError::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENODEV)),
+            other => panic!("expected ENODEV, got {other:?}"),
+        }
+        assert!(matches!(read_rss("a-name-longer-than-ifnamsiz"), Err(RssError::Name(_))));
+    }
+
     #[test]
     fn hashed_fields() {
         assert_eq!(parse_rxfh_fields(RXH_IP_SRC | RXH_IP_DST | RXH_L4_B_0_1 | RXH_L4_B_2_3), Tcp4Fields::AddressesAndPorts);
