@@ -329,3 +329,30 @@ fn unsteered_opens_are_rescued_by_the_handoff() {
     }
     assert_eq!(stats.iter().map(|s| s.handoffs_out).sum::<u64>(), handed);
 }
+
+#[test]
+fn a_freed_steered_port_is_found_again_after_exhaustion() {
+    let remote = SocketAddrV4::new(SERVER_IP, 7);
+    let range = (40000u16, 40063u16);
+    let steered: Vec<u16> = (range.0..=range.1).filter(|&p| nic_queue(&table(), remote, SocketAddrV4::new(CLIENT_IP, p)) == 0).collect();
+    let mut shard = client(Some(RssSelector::new(&KEY, table(), 0, true).unwrap()), range);
+    let now = Instant::from_secs(1);
+    let mut ids = Vec::new();
+    for _ in 0..steered.len() + 3 {
+        ids.push(shard.connect(now, remote).unwrap());
+    }
+    // Steered ports used up: the last three opens fell back.
+    assert_eq!((shard.stats().active_opens_rss_steered, shard.stats().active_open_handoffs), (steered.len() as u64, 3));
+    // One steered connection is reset and leaves the table...
+    let freed = shard.connection(ids[0]).unwrap().local().port();
+    assert!(steered.contains(&freed));
+    shard.with_conn(ids[0], |c| c.abort());
+    let mut buf = vec![0u8; 2048];
+    while shard.poll_transmit(now, &mut buf).is_some() {}
+    shard.handle_timeout(now, &mut Idle);
+    assert!(shard.connection(ids[0]).is_none(), "the reset connection is gone");
+    // ...and the next open finds its port again, steered.
+    let id = shard.connect(now, remote).unwrap();
+    assert_eq!(shard.connection(id).unwrap().local().port(), freed);
+    assert_eq!(shard.stats().active_opens_rss_steered, steered.len() as u64 + 1);
+}

@@ -269,6 +269,11 @@ pub struct Shard<A: App> {
     next_port: u16,
     /// Which of our addresses active opens use now (see `connect`).
     next_addr: u32,
+    /// A destination for which no steered port was free, and the table's
+    /// removal count then: until a connection leaves the table none can be
+    /// (short of a TIME_WAIT becoming reusable), so opens to it skip the
+    /// steered search, which would scan the whole range each time.
+    rss_exhausted: Option<(SocketAddrV4, u64)>,
     stats: ShardStats,
     /// During `handle_frame_checked`: whether every other core has seen the frame.
     last_hop: bool,
@@ -286,6 +291,7 @@ impl<A: App> Shard<A> {
             arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
             next_port: cfg.ephemeral_ports.0,
             next_addr: 0,
+            rss_exhausted: None,
             cfg,
             tcp,
             isn: IsnGenerator::new(secret),
@@ -456,9 +462,10 @@ impl<A: App> Shard<A> {
     /// rely on the hand-off between cores).
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
         if let Some(rss) = self.cfg.rss.clone() {
-            if rss.reachable() {
+            let known_full = self.rss_exhausted == Some((remote, self.table.removals()));
+            if rss.reachable() && !known_full {
                 match self.open_any_port(now, remote, Some(&rss)) {
-                    Err(ConnectError::NoPort) => {}
+                    Err(ConnectError::NoPort) => self.rss_exhausted = Some((remote, self.table.removals())),
                     Ok(id) => {
                         self.stats.active_opens_rss_steered += 1;
                         return Ok(id);
@@ -482,7 +489,7 @@ impl<A: App> Shard<A> {
         // The reply hash's share fixed by the destination and our address.
         let mut prefix = None;
         for _ in 0..span * addresses {
-            let port = self.next_port.clamp(lo, hi);
+            let port = self.next_port;
             let addr = self.cfg.address(self.next_addr);
             if port >= hi {
                 self.next_port = lo;
