@@ -238,7 +238,11 @@ client_echo() {
     local st=$?
     grep -E "connections echoed|handoffs_in" -o "$WORK/client.log" | head -3
     grep -oE "handoffs_in: [0-9]+" "$WORK/client.log"
+    grep -oE "RSS: .*|active_open_handoffs: [0-9]+" "$WORK/client.log"
     [ "$st" = 0 ] || return 1
+    # veth reports no RSS steering: every open relies on the hand-off.
+    grep -q "RSS: not reported by $SDEV (EOPNOTSUPP)" "$WORK/client.log" || return 1
+    grep -q "active_open_handoffs: 16," "$WORK/client.log" || return 1
     if [ "$queues" -ge 2 ]; then
         # 16 flows over 2 queues: replies on the other queue were handed over.
         [ "$(grep -oE 'handoffs_in: [0-9]+' "$WORK/client.log" | grep -oE '[0-9]+$')" -gt 0 ]

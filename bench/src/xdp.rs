@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xdptcp::app::{App, Conn, ConnId};
-use xdptcp::runtime::host::{not_root, rx_queue_count, secret, stack_config};
+use xdptcp::runtime::host::{not_root, rss_steering, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker_with, Handoff};
 use xdptcp::stack::Shard;
 use xdptcp::tcp::CloseReason;
@@ -191,6 +191,11 @@ pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progres
             client.iface, client.iface
         ));
     }
+    // One queue: replies land on it whatever the port, but the steering is
+    // read all the same, so the counters say what was known.
+    let (rss, line) = rss_steering(&client.iface);
+    log::info!("{line}");
+    cfg.rss = rss;
     let mut program = SteerProgram::attach(&client.iface, cfg.ip, cfg.addresses, 0, client.mode).map_err(|e| e.to_string())?;
     let queue = XskQueue::open(&client.iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
     program.register(0, queue.fd()).map_err(|e| e.to_string())?;

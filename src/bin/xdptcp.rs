@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rx_queue_count, secret, stack_config};
+use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rss_steering, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::Shard;
@@ -229,6 +229,10 @@ fn connect(c: &Connect) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let key = secret();
+    // Where the NIC steers replies: queue 0 opens every connection, from
+    // ports whose replies land on it when the steering is known.
+    let (rss, line) = rss_steering(&c.iface);
+    log::info!("{line}");
     // Every queue gets a worker; queue 0's opens the connections, and replies
     // landing on other queues are handed to it over the ring.
     let mut ring = Handoff::ring(queues as usize).into_iter();
@@ -238,7 +242,9 @@ fn connect(c: &Connect) -> Result<(), String> {
         let queue = XskQueue::open(&c.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
         let handoff = ring.next().expect("one per queue");
-        let shard = Shard::<EchoClient>::new(cfg.clone(), key);
+        let mut cfg = cfg.clone();
+        cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
+        let shard = Shard::<EchoClient>::new(cfg, key);
         if q == 0 {
             first = Some((shard, queue, handoff));
             continue;
@@ -307,6 +313,9 @@ where
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let key = secret();
+    // Read once; each shard gets the steering as its own queue sees it.
+    let (rss, line) = rss_steering(&s.iface);
+    log::info!("{line}");
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
@@ -325,7 +334,9 @@ where
             Ok(zc) => log::info!("{} queue {q}: AF_XDP socket bound in {} mode", s.iface, if zc { "zero-copy" } else { "copy" }),
             Err(e) => log::warn!("{} queue {q}: cannot read the AF_XDP bind mode: {e}", s.iface),
         }
-        let mut shard = Shard::<A>::new(cfg.clone(), key);
+        let mut qcfg = cfg.clone();
+        qcfg.rss = rss.as_ref().map(|r| r.for_queue(q));
+        let mut shard = Shard::<A>::new(qcfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));
         let pcap = open_capture(&s.pcap, q, queues)?;
@@ -448,6 +459,8 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "tcp_checksum_errors": s.tcp_checksum_errors, "ip_checksum_errors": s.ip_checksum_errors,
             "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
             "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
+            // Active opens from a port whose replies the NIC steers to this queue, and the rest.
+            "active_opens_rss_steered": s.active_opens_rss_steered, "active_open_handoffs": s.active_open_handoffs,
             "control_drops": s.control_drops, "arp_unresolved_drops": s.arp_unresolved_drops,
             "refused_full": s.refused_full,
             "ooo_dropped": s.ooo_dropped, "window_clamped": s.window_clamped, "mem_dropped": s.mem_dropped,

@@ -33,6 +33,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use crate::app::{App, Conn, ConnId};
+use crate::rss::RssSelector;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
 use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, RxBudget, State, SynOutcome};
@@ -92,6 +93,11 @@ pub struct StackConfig {
     pub tw_reuse: bool,
     /// Source ports for active opens (`ip_local_port_range`).
     pub ephemeral_ports: (u16, u16),
+    /// The NIC's receive steering as this shard's queue sees it, when the
+    /// device reports it: active opens then take a source port whose
+    /// replies the NIC sends to this queue. `None`: any free port, and the
+    /// replies find this core through the cross-core hand-off.
+    pub rss: Option<RssSelector>,
     pub neighbor_timeout: Duration,
     pub arp_retry: Duration,
     pub arp_tries: u32,
@@ -114,6 +120,7 @@ impl StackConfig {
             max_time_wait: 262_144,
             tw_reuse: false,
             ephemeral_ports: (32768, 60999),
+            rss: None,
             neighbor_timeout: Duration::from_secs(60),
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
@@ -179,6 +186,13 @@ pub struct ShardStats {
     pub handoffs_out: u64,
     /// Segments handed to us by another core.
     pub handoffs_in: u64,
+    /// Active opens from a source port whose replies the NIC steers to
+    /// this shard's queue (see `StackConfig::rss`).
+    pub active_opens_rss_steered: u64,
+    /// Active opens whose replies may land on another queue and then rely
+    /// on the cross-core hand-off: no steering known, or no free port
+    /// steered here.
+    pub active_open_handoffs: u64,
     /// Loss recovery of the connections already retired (the live ones'
     /// counters are added when stats are read): retransmitted segments,
     /// retransmission timeouts, fast recoveries, tail loss probes, and
@@ -255,6 +269,11 @@ pub struct Shard<A: App> {
     next_port: u16,
     /// Which of our addresses active opens use now (see `connect`).
     next_addr: u32,
+    /// A destination for which no steered port was free, and the table's
+    /// removal count then: until a connection leaves the table none can be
+    /// (short of a TIME_WAIT becoming reusable), so opens to it skip the
+    /// steered search, which would scan the whole range each time.
+    rss_exhausted: Option<(SocketAddrV4, u64)>,
     stats: ShardStats,
     /// During `handle_frame_checked`: whether every other core has seen the frame.
     last_hop: bool,
@@ -272,6 +291,7 @@ impl<A: App> Shard<A> {
             arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
             next_port: cfg.ephemeral_ports.0,
             next_addr: 0,
+            rss_exhausted: None,
             cfg,
             tcp,
             isn: IsnGenerator::new(secret),
@@ -436,21 +456,57 @@ impl<A: App> Shard<A> {
 
     /// Active open to `remote` from a free ephemeral port of one of our
     /// addresses: the ports of the current address are used up before the
-    /// next address is taken.
+    /// next address is taken. With the NIC's steering known
+    /// (`StackConfig::rss`), only ports whose replies land on this shard's
+    /// queue are taken; if none is free, any free port is (and its replies
+    /// rely on the hand-off between cores).
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
+        if let Some(rss) = self.cfg.rss.clone() {
+            let known_full = self.rss_exhausted == Some((remote, self.table.removals()));
+            if rss.reachable() && !known_full {
+                match self.open_any_port(now, remote, Some(&rss)) {
+                    Err(ConnectError::NoPort) => self.rss_exhausted = Some((remote, self.table.removals())),
+                    Ok(id) => {
+                        self.stats.active_opens_rss_steered += 1;
+                        return Ok(id);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let id = self.open_any_port(now, remote, None)?;
+        self.stats.active_open_handoffs += 1;
+        Ok(id)
+    }
+
+    /// Tries the ephemeral ports of every address once, in turn from where
+    /// the last open stopped; with `rss`, only those whose replies land on
+    /// this queue (checked before the table: two look-ups a port).
+    fn open_any_port(&mut self, now: Instant, remote: SocketAddrV4, rss: Option<&RssSelector>) -> Result<ConnId, ConnectError> {
         let (lo, hi) = self.cfg.ephemeral_ports;
-        let span = u32::from(hi - lo) + 1;
+        let span = u32::from(hi.saturating_sub(lo)) + 1;
         let addresses = self.cfg.addresses.max(1);
+        // The reply hash's share fixed by the destination and our address.
+        let mut prefix = None;
         for _ in 0..span * addresses {
             let port = self.next_port;
-            let local = SocketAddrV4::new(self.cfg.address(self.next_addr), port);
+            let addr = self.cfg.address(self.next_addr);
             if port >= hi {
                 self.next_port = lo;
                 self.next_addr = (self.next_addr + 1) % addresses;
             } else {
                 self.next_port = port + 1;
             }
-            match self.connect_local(now, local, remote) {
+            if let Some(rss) = rss {
+                let p = match prefix {
+                    Some((a, p)) if a == addr => p,
+                    _ => prefix.insert((addr, rss.reply_prefix(remote, addr))).1,
+                };
+                if !rss.lands_here(p, port) {
+                    continue;
+                }
+            }
+            match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
                 Ok(id) => return Ok(id),
                 Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
                 Err(_) => {}
@@ -459,10 +515,17 @@ impl<A: App> Shard<A> {
         Err(ConnectError::NoPort)
     }
 
-    /// Active open from a chosen source port (the runtime picks ports whose
-    /// return traffic lands on this core).
+    /// Active open from a chosen source port (counted as steered when the
+    /// NIC's steering is known and sends its replies here).
     pub fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {
-        self.connect_local(now, SocketAddrV4::new(self.cfg.ip, port), remote)
+        let id = self.connect_local(now, SocketAddrV4::new(self.cfg.ip, port), remote)?;
+        let steered = self.cfg.rss.as_ref().is_some_and(|r| r.lands_here(r.reply_prefix(remote, self.cfg.ip), port));
+        if steered {
+            self.stats.active_opens_rss_steered += 1;
+        } else {
+            self.stats.active_open_handoffs += 1;
+        }
+        Ok(id)
     }
 
     fn connect_local(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Result<ConnId, ConnectError> {

@@ -46,11 +46,14 @@ pub struct Entry<S> {
 pub struct ConnTable<S> {
     slab: Slab<Entry<S>>,
     index: HashMap<Tuple, u32, RandomState>,
+    /// Entries removed so far: a port search that found nothing can tell
+    /// whether anything has been freed since.
+    removals: u64,
 }
 
 impl<S> Default for ConnTable<S> {
     fn default() -> Self {
-        ConnTable { slab: Slab::new(), index: HashMap::with_hasher(RandomState::new()) }
+        ConnTable { slab: Slab::new(), index: HashMap::with_hasher(RandomState::new()), removals: 0 }
     }
 }
 
@@ -76,8 +79,12 @@ impl<S> ConnTable<S> {
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry<S>> {
         self.slab.get_mut(id.0 as usize)
     }
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
     pub fn remove(&mut self, id: ConnId) -> Option<Entry<S>> {
         let entry = self.slab.try_remove(id.0 as usize)?;
+        self.removals += 1;
         let t = tuple(entry.conn.local(), entry.conn.remote());
         if self.index.get(&t) == Some(&id.0) {
             self.index.remove(&t);
