@@ -7,7 +7,9 @@
 //! simulated two-queue NIC exchange verified echoes with a server, and no
 //! reply needs the hand-off.
 
-use std::collections::{HashMap, HashSet};
+mod common;
+
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use xdptcp::app::{App, Conn, ConnId};
@@ -17,6 +19,8 @@ use xdptcp::stack::{ConnectError, Shard, StackConfig, Verdict};
 use xdptcp::tcp::CloseReason;
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
+
+use common::client::PatternClient;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -156,56 +160,6 @@ fn connect_from_counts_whether_the_port_was_steered() {
 
 // ---- end to end: two client queues behind a simulated NIC -------------
 
-/// Sends `total` bytes of a pattern per connection and checks the echo.
-#[derive(Default)]
-struct Client {
-    total: usize,
-    sent: HashMap<ConnId, usize>,
-    received: HashMap<ConnId, usize>,
-    verified: usize,
-    corrupt: usize,
-}
-
-fn byte(i: usize) -> u8 {
-    (i.wrapping_mul(13) ^ (i >> 9)) as u8
-}
-
-impl Client {
-    fn pump(&mut self, c: &mut Conn<'_, ()>) {
-        let sent = self.sent.entry(c.id()).or_default();
-        while *sent < self.total {
-            let chunk: Vec<u8> = (*sent..(*sent + 4096).min(self.total)).map(byte).collect();
-            let w = c.send(&chunk).unwrap_or(0);
-            *sent += w;
-            if w < chunk.len() {
-                return;
-            }
-        }
-    }
-}
-
-impl App for Client {
-    type State = ();
-    fn on_connected(&mut self, c: &mut Conn<'_, ()>) {
-        self.sent.insert(c.id(), 0);
-        self.received.insert(c.id(), 0);
-        self.pump(c);
-    }
-    fn on_writable(&mut self, c: &mut Conn<'_, ()>) {
-        self.pump(c);
-    }
-    fn on_data(&mut self, c: &mut Conn<'_, ()>, data: &[u8]) -> usize {
-        let got = self.received.entry(c.id()).or_default();
-        self.corrupt += data.iter().enumerate().filter(|&(k, &b)| b != byte(*got + k)).count();
-        *got += data.len();
-        if *got == self.total {
-            self.verified += 1;
-            c.close();
-        }
-        data.len()
-    }
-}
-
 #[derive(Default)]
 struct Echo;
 impl App for Echo {
@@ -240,7 +194,7 @@ fn two_queue_echo(steered: bool, conns: usize, bytes: usize) -> (u64, Vec<xdptcp
     let table = table();
     let mut server: Shard<Echo> = Shard::new(StackConfig::new(SERVER_MAC, SERVER_IP, 24), [1; 16]);
     server.listen(PORT);
-    let mut clients: Vec<Shard<Client>> = (0..2)
+    let mut clients: Vec<Shard<PatternClient>> = (0..2)
         .map(|q| {
             let mut cfg = StackConfig::new(CLIENT_MAC, CLIENT_IP, 24);
             cfg.rss = steered.then(|| RssSelector::new(&KEY, table.clone(), q, true).unwrap());
@@ -249,7 +203,7 @@ fn two_queue_echo(steered: bool, conns: usize, bytes: usize) -> (u64, Vec<xdptcp
             Shard::new(cfg, [2; 16])
         })
         .collect();
-    let mut apps: Vec<Client> = (0..2).map(|_| Client { total: bytes, ..Client::default() }).collect();
+    let mut apps: Vec<PatternClient> = (0..2).map(|_| PatternClient::new(bytes)).collect();
     let mut echo = Echo;
     let mut now = Instant::from_secs(1);
     for c in clients.iter_mut() {
@@ -306,6 +260,7 @@ fn two_queue_echo(steered: bool, conns: usize, bytes: usize) -> (u64, Vec<xdptcp
     for a in &apps {
         assert_eq!(a.verified, conns, "every echo verified");
         assert_eq!(a.corrupt, 0);
+        assert!(a.closed.iter().all(|&(_, r)| r == CloseReason::Normal), "{:?}", a.closed);
     }
     (handed, clients.iter().map(|c| *c.stats()).collect())
 }

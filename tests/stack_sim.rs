@@ -2,14 +2,18 @@
 //! ICMP echo, listeners, echo of verified data, refused ports, many
 //! connections, TIME_WAIT policy, and counting of malformed frames.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use xdptcp::app::{App, Conn, ConnId};
+use xdptcp::app::{App, Conn};
 use xdptcp::sim::link::{Link, LinkConfig};
 use xdptcp::stack::{Shard, StackConfig};
 use xdptcp::tcp::CloseReason;
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
+
+use common::client::PatternClient;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -37,74 +41,12 @@ impl App for Echo {
     }
 }
 
-/// A client that sends `total` bytes of a pattern per connection and checks
-/// what comes back.
-#[derive(Default)]
-struct Client {
-    total: usize,
-    connected: usize,
-    closed: Vec<(ConnId, CloseReason)>,
-    received: std::collections::HashMap<ConnId, usize>,
-    sent: std::collections::HashMap<ConnId, usize>,
-    corrupt: usize,
-}
-
-fn byte(i: usize) -> u8 {
-    (i.wrapping_mul(7) ^ (i >> 8)) as u8
-}
-
-impl Client {
-    fn pump(&mut self, c: &mut Conn<'_, ()>) {
-        let id = c.id();
-        let sent = self.sent.entry(id).or_default();
-        while *sent < self.total {
-            let n = (self.total - *sent).min(4096);
-            let chunk: Vec<u8> = (*sent..*sent + n).map(byte).collect();
-            let w = c.send(&chunk).unwrap_or(0);
-            *sent += w;
-            if w < n {
-                return;
-            }
-        }
-    }
-}
-
-impl App for Client {
-    type State = ();
-    fn on_connected(&mut self, c: &mut Conn<'_, ()>) {
-        self.connected += 1;
-        // Ids are reused once a connection is gone: start its counts afresh.
-        self.sent.insert(c.id(), 0);
-        self.received.insert(c.id(), 0);
-        self.pump(c);
-    }
-    fn on_writable(&mut self, c: &mut Conn<'_, ()>) {
-        self.pump(c);
-    }
-    fn on_data(&mut self, c: &mut Conn<'_, ()>, data: &[u8]) -> usize {
-        let got = self.received.entry(c.id()).or_default();
-        for (k, &b) in data.iter().enumerate() {
-            if b != byte(*got + k) {
-                self.corrupt += 1;
-            }
-        }
-        *got += data.len();
-        if *got == self.total {
-            c.close();
-        }
-        data.len()
-    }
-    fn on_closed(&mut self, id: ConnId, _s: (), reason: CloseReason) {
-        self.closed.push((id, reason));
-    }
-}
-
 struct World {
     now: Instant,
     server: Shard<Echo>,
-    client: Shard<Client>,
+    client: Shard<PatternClient>,
     echo: Echo,
-    app: Client,
+    app: PatternClient,
     to_server: Link,
     to_client: Link,
     buf: Vec<u8>,
@@ -121,7 +63,7 @@ impl World {
             server,
             client,
             echo: Echo::default(),
-            app: Client::default(),
+            app: PatternClient::default(),
             to_server: Link::new(link.clone(), 11),
             to_client: Link::new(link, 12),
             buf: vec![0u8; 2048],

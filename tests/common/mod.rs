@@ -1,6 +1,7 @@
 //! Helpers shared by the simulated-network and engine-script tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod script;
 
 use std::hash::Hasher;
