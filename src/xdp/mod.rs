@@ -1,12 +1,14 @@
 //! AF_XDP: the only module with `unsafe`. It owns UMEM, rings, sockets and
 //! the XDP program. Every `unsafe` block says why it is sound.
 
+pub mod bind;
 #[cfg(test)]
 mod fake;
 pub mod program;
 pub mod rings;
 pub mod socket;
 
+pub use bind::{BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
 pub use rings::{Rings, XskRings};
 pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
