@@ -164,7 +164,8 @@ impl XskQueue<XskRings> {
             .build()
             .map_err(|x| e(x.to_string()))?;
         let name: Interface = iface.parse().map_err(|_| e(format!("bad interface name {iface}")))?;
-        let (mut huge, frames) = huge_pages_plan(iface, queue, &cfg)?;
+        let (huge, frames) = huge_pages_plan(iface, queue, &cfg)?;
+        let mut plan = UmemPlan { cfg: umem_cfg, frames, huge, policy: cfg.huge_pages };
         let mut refused = None;
         let modes: &[BindMode] = match cfg.zero_copy {
             ZeroCopy::Required => &[BindMode::ZeroCopy],
@@ -180,7 +181,7 @@ impl XskQueue<XskRings> {
                 .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
                 .bind_flags(flags)
                 .build();
-            let (umem, descs, (tx, rx, rings)) = match bind_fresh(iface, &name, queue, umem_cfg, frames, &mut huge, cfg.huge_pages, sock_cfg) {
+            let (umem, descs, (tx, rx, rings)) = match bind_fresh(iface, &name, queue, &mut plan, sock_cfg) {
                 Ok(bound) => bound,
                 Err(SocketError::Bind { source, .. }) if mode == BindMode::ZeroCopy && cfg.zero_copy == ZeroCopy::Preferred => {
                     let errno = source.raw_os_error().unwrap_or(0);
@@ -201,7 +202,7 @@ impl XskQueue<XskRings> {
             let bytes = frames as usize * cfg.frame_size as usize;
             let rings = XskRings { umem, fill, comp, tx, rx, busy_poll: false };
             let mut q = XskQueue::new(rings, descs, cfg.ring_size, queue);
-            q.umem_info = UmemInfo { bytes, frame_size: cfg.frame_size, frames, huge_pages: huge, zero_copy_refused: refused };
+            q.umem_info = UmemInfo { bytes, frame_size: cfg.frame_size, frames, huge_pages: plan.huge, zero_copy_refused: refused };
             return Ok(q);
         }
         Err(e("no bind mode to try".into()))
@@ -344,15 +345,33 @@ fn huge_pages_plan(iface: &str, queue: u32, cfg: &QueueConfig) -> Result<(bool, 
 /// Creates a fresh UMEM and binds a socket over it, retrying EBUSY. Each
 /// attempt gets a new UMEM: a failed bind leaves the rings set up on the
 /// UMEM's socket, which then refuses them a second time.
-fn bind_fresh(iface: &str, name: &Interface, queue: u32, umem_cfg: UmemConfig, frames: u32, huge: &mut bool, policy: HugePages, sock_cfg: SocketConfig) -> Result<Bound, SocketError> {
-    let count = NonZeroU32::new(frames).ok_or_else(|| SocketError::Config("zero frames".into()))?;
+/// The UMEM to create: its layout, frame count, and whether on hugepages
+/// (turned off if they fail under [`HugePages::Auto`]).
+struct UmemPlan {
+    cfg: UmemConfig,
+    frames: u32,
+    huge: bool,
+    policy: HugePages,
+}
+
+fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, sock_cfg: SocketConfig) -> Result<Bound, SocketError> {
+    let count = NonZeroU32::new(plan.frames).ok_or_else(|| SocketError::Config("zero frames".into()))?;
     let mut delay = Duration::from_millis(50);
+    let mut huge_waited = Duration::ZERO;
     loop {
-        let (umem, descs) = match Umem::new(umem_cfg, count, *huge) {
+        let (umem, descs) = match Umem::new(plan.cfg, count, plan.huge) {
             Ok(u) => u,
-            Err(err) if *huge && policy != HugePages::On => {
+            // The kernel lets go of a closed socket's UMEM pages in deferred
+            // work, so the hugepages of a refused zero-copy bind a moment
+            // ago may not be free yet.
+            Err(_) if plan.huge && huge_waited < Duration::from_secs(1) => {
+                std::thread::sleep(Duration::from_millis(20));
+                huge_waited += Duration::from_millis(20);
+                continue;
+            }
+            Err(err) if plan.huge && plan.policy != HugePages::On => {
                 log::warn!("{iface} queue {queue}: UMEM on hugepages failed ({err}); using normal pages");
-                *huge = false;
+                plan.huge = false;
                 continue;
             }
             Err(err) => return Err(SocketError::Umem(err.to_string())),
