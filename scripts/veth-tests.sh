@@ -316,6 +316,9 @@ assert t['umem_frame_size'] == 4096 and t['umem_huge_pages'] is False, t" || { s
 }
 check "--frame-size 4096: 1 MiB echo verified" frame_size_4096
 
+# --- scripts/nic-setup.sh, in namespaces of its own -----------------------
+check "nic-setup.sh on veth: the dry-run plan changes nothing, a real run and --undo restore the knobs" timeout 120 bash scripts/nic-setup-tests.sh
+
 # --- xdptcp as the client, against a kernel echo server -----------------
 # On the multi-queue pair, replies land on either queue; the worker of the
 # other queue hands them to the opening core.
