@@ -148,6 +148,62 @@ pub fn frames_filling_pages(frames: u32, frame_size: u32, page_bytes: u64) -> u3
     (pages * per_page).min(u64::from(u32::MAX)) as u32
 }
 
+/// Whether to put the UMEM on hugepages, and the frame count (rounded up to
+/// fill whole pages if so): the policy against `/proc/meminfo`.
+pub fn huge_pages_plan(iface: &str, queue: u32, frames_asked: u32, frame_size: u32, policy: HugePages) -> Result<(bool, u32), String> {
+    if frames_asked == 0 {
+        return Err("zero frames".into());
+    }
+    if policy == HugePages::Off {
+        return Ok((false, frames_asked));
+    }
+    let Some(mem) = MemInfo::read().filter(|m| m.page_bytes > 0) else {
+        return match policy {
+            HugePages::On => Err("--hugepages on: no hugetlb support (no HugePages_* in /proc/meminfo)".into()),
+            _ => Ok((false, frames_asked)),
+        };
+    };
+    let frames = frames_filling_pages(frames_asked, frame_size, mem.page_bytes);
+    let pages = mem.pages_for(u64::from(frames) * u64::from(frame_size));
+    if mem.usable() >= pages {
+        if frames != frames_asked {
+            log::info!("{iface} queue {queue}: {} frames rounded up to {frames} to fill whole {} kB hugepages", frames_asked, mem.page_bytes / 1024);
+        }
+        return Ok((true, frames));
+    }
+    let msg = format!(
+        "UMEM of {} MiB needs {pages} hugepages of {} kB, {} free; reserve them with `sysctl vm.nr_hugepages={}`",
+        (u64::from(frames) * u64::from(frame_size)) >> 20,
+        mem.page_bytes / 1024,
+        mem.usable(),
+        mem.nr_hugepages_for(pages)
+    );
+    match policy {
+        HugePages::On => Err(format!("--hugepages on: {iface} queue {queue}: {msg}")),
+        _ => {
+            // Callers serving several queues say it once, for all of them.
+            log::debug!("{iface} queue {queue}: UMEM on normal pages: {msg}");
+            Ok((false, frames_asked))
+        }
+    }
+}
+
+/// Waits up to `timeout` until `usable` hugepages are free again: the
+/// kernel lets go of a closed socket's UMEM pages in deferred work, so after
+/// a refused bind they come back a moment later. False on timeout.
+pub fn wait_for_huge_pages(usable: u64, timeout: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if MemInfo::read().is_some_and(|m| m.usable() >= usable) {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

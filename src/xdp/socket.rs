@@ -22,7 +22,7 @@ use std::time::Duration;
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{Socket, Umem};
 
-use super::bind::{frames_filling_pages, zero_copy_advice, zero_copy_refusal, BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
+use super::bind::{huge_pages_plan, wait_for_huge_pages, zero_copy_advice, zero_copy_refusal, BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 use super::rings::{Rings, XskRings};
 
 /// Kicks per flush at most: a full 2048-slot ring in copy mode's batches of 32.
@@ -164,9 +164,10 @@ impl XskQueue<XskRings> {
             .build()
             .map_err(|x| e(x.to_string()))?;
         let name: Interface = iface.parse().map_err(|_| e(format!("bad interface name {iface}")))?;
-        let (huge, frames) = huge_pages_plan(iface, queue, &cfg)?;
+        let (huge, frames) = huge_pages_plan(iface, queue, cfg.frames, cfg.frame_size, cfg.huge_pages).map_err(SocketError::Umem)?;
         let mut plan = UmemPlan { cfg: umem_cfg, frames, huge, policy: cfg.huge_pages };
         let mut refused = None;
+        let huge_usable_before = if huge { MemInfo::read().map_or(0, |m| m.usable()) } else { 0 };
         let modes: &[BindMode] = match cfg.zero_copy {
             ZeroCopy::Required => &[BindMode::ZeroCopy],
             ZeroCopy::Preferred => &[BindMode::ZeroCopy, BindMode::Copy],
@@ -190,6 +191,11 @@ impl XskQueue<XskRings> {
                         zero_copy_refusal(errno)
                     );
                     refused = Some(errno);
+                    // Let the refused UMEM's hugepages come back before the
+                    // copy bind, and before the next queue counts them.
+                    if plan.huge && !wait_for_huge_pages(huge_usable_before, Duration::from_secs(1)) {
+                        log::warn!("{iface} queue {queue}: the hugepages of the refused bind were not freed within 1 s");
+                    }
                     continue;
                 }
                 Err(SocketError::Bind { source, .. }) if mode == BindMode::ZeroCopy => {
@@ -302,49 +308,6 @@ impl XskQueue<XskRings> {
 /// A bound socket and its fresh UMEM.
 type Bound = (Umem, Vec<xsk_rs::FrameDesc>, (xsk_rs::TxQueue, xsk_rs::RxQueue, Option<(xsk_rs::FillQueue, xsk_rs::CompQueue)>));
 
-/// Whether to put the UMEM on hugepages, and the frame count (rounded up to
-/// fill whole pages if so): the policy against `/proc/meminfo`.
-fn huge_pages_plan(iface: &str, queue: u32, cfg: &QueueConfig) -> Result<(bool, u32), SocketError> {
-    if cfg.frames == 0 {
-        return Err(SocketError::Config("zero frames".into()));
-    }
-    if cfg.huge_pages == HugePages::Off {
-        return Ok((false, cfg.frames));
-    }
-    let Some(mem) = MemInfo::read().filter(|m| m.page_bytes > 0) else {
-        return match cfg.huge_pages {
-            HugePages::On => Err(SocketError::Umem("--hugepages on: no hugetlb support (no HugePages_* in /proc/meminfo)".into())),
-            _ => Ok((false, cfg.frames)),
-        };
-    };
-    let frames = frames_filling_pages(cfg.frames, cfg.frame_size, mem.page_bytes);
-    let pages = mem.pages_for(u64::from(frames) * u64::from(cfg.frame_size));
-    if mem.usable() >= pages {
-        if frames != cfg.frames {
-            log::info!("{iface} queue {queue}: {} frames rounded up to {frames} to fill whole {} kB hugepages", cfg.frames, mem.page_bytes / 1024);
-        }
-        return Ok((true, frames));
-    }
-    let msg = format!(
-        "UMEM of {} MiB needs {pages} hugepages of {} kB, {} free; reserve them with `sysctl vm.nr_hugepages={}`",
-        (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
-        mem.page_bytes / 1024,
-        mem.usable(),
-        mem.nr_hugepages_for(pages)
-    );
-    match cfg.huge_pages {
-        HugePages::On => Err(SocketError::Umem(format!("--hugepages on: {iface} queue {queue}: {msg}"))),
-        _ => {
-            // Callers serving several queues say it once, for all of them.
-            log::debug!("{iface} queue {queue}: UMEM on normal pages: {msg}");
-            Ok((false, cfg.frames))
-        }
-    }
-}
-
-/// Creates a fresh UMEM and binds a socket over it, retrying EBUSY. Each
-/// attempt gets a new UMEM: a failed bind leaves the rings set up on the
-/// UMEM's socket, which then refuses them a second time.
 /// The UMEM to create: its layout, frame count, and whether on hugepages
 /// (turned off if they fail under [`HugePages::Auto`]).
 struct UmemPlan {
@@ -354,6 +317,9 @@ struct UmemPlan {
     policy: HugePages,
 }
 
+/// Creates a fresh UMEM and binds a socket over it, retrying EBUSY. Each
+/// attempt gets a new UMEM: a failed bind leaves the rings set up on the
+/// UMEM's socket, which then refuses them a second time.
 fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, sock_cfg: SocketConfig) -> Result<Bound, SocketError> {
     let count = NonZeroU32::new(plan.frames).ok_or_else(|| SocketError::Config("zero frames".into()))?;
     let mut delay = Duration::from_millis(50);
