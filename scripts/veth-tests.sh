@@ -239,7 +239,7 @@ zero_copy_required() {
     tail -n 2 "$WORK/zc.log"
     echo "exit status $st"
     [ "$st" != 0 ] && [ "$st" != 124 ] || return 1
-    grep -q "refused an AF_XDP zero-copy bind: .*os error 95.*driver has no AF_XDP zero-copy support" "$WORK/zc.log" || return 1
+    grep -q "refused an AF_XDP zero-copy bind: EOPNOTSUPP: driver has no AF_XDP zero-copy support (Operation not supported (os error 95))" "$WORK/zc.log" || return 1
     grep -q "ethtool -i $SDEV" "$WORK/zc.log" || return 1
     if has_prog; then echo "an XDP program is left attached"; return 1; fi
     # Generic XDP cannot do zero-copy: refused before anything is attached.
@@ -253,14 +253,14 @@ check "--zero-copy required on veth: exits 1 naming the reason and what to check
 zero_copy_preferred() {
     start_server --port 7 --app echo --control "$WORK/ctl.sock" || return 1
     grep "zero-copy bind refused" "$WORK/server.log" | head -1
-    grep -q "zero-copy bind refused (Operation not supported (os error 95): driver has no AF_XDP zero-copy support); falling back to copy mode" "$WORK/server.log" \
+    grep -q "zero-copy bind refused: EOPNOTSUPP: driver has no AF_XDP zero-copy support (Operation not supported (os error 95)); falling back to copy mode" "$WORK/server.log" \
         && grep -q "AF_XDP socket bound in copy mode" "$WORK/server.log" || { stop_server; return 1; }
     "$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "
 import json, sys
 d = json.load(sys.stdin)
 for q in d['per_queue']:
     assert q['bind_mode'] == 'copy' and q['zero_copy_sockets'] == 0, q
-    assert 'driver has no AF_XDP zero-copy support' in q['zero_copy_refused'], q
+    assert q['zero_copy_refused'] == 'EOPNOTSUPP: driver has no AF_XDP zero-copy support', q
 assert d['total']['bind_mode'] == 'copy', d['total']
 print('stats --json: bind_mode', d['total']['bind_mode'], 'on', len(d['per_queue']), 'queue(s);', d['total']['zero_copy_refused'])
 " || { stop_server; return 1; }

@@ -606,7 +606,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             // How the socket is bound (read back from the kernel), and why
             // not zero-copy if the driver refused it.
             "bind_mode": if w.zero_copy { "zero-copy" } else { "copy" },
-            "zero_copy_refused": w.umem.zero_copy_refused.map(|errno| format!("{}: {}", std::io::Error::from_raw_os_error(errno), xdptcp::xdp::bind::zero_copy_refusal(errno))),
+            "zero_copy_refused": w.umem.zero_copy_refused.map(xdptcp::xdp::bind::zero_copy_refusal),
             "umem_bytes": w.umem.bytes, "umem_frame_size": w.umem.frame_size, "umem_huge_pages": w.umem.huge_pages,
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,

@@ -72,13 +72,15 @@ pub struct UmemInfo {
     pub zero_copy_refused: Option<i32>,
 }
 
-/// Why a driver refused a zero-copy bind, from its errno.
+/// Why a driver refused a zero-copy bind, from its errno: the errno's name
+/// and what it means here.
 pub fn zero_copy_refusal(errno: i32) -> &'static str {
     match errno {
-        libc::EOPNOTSUPP => "driver has no AF_XDP zero-copy support",
-        libc::EINVAL => "the driver refused the UMEM or queue for zero-copy (frame size, headroom, or queue id beyond its channels)",
-        libc::EBUSY => "the queue is busy (another AF_XDP socket, or the channel is in use by a memory provider)",
-        libc::ENOMEM | libc::ENOSPC => "the driver could not allocate or DMA-map the zero-copy buffers",
+        libc::EOPNOTSUPP => "EOPNOTSUPP: driver has no AF_XDP zero-copy support",
+        libc::EINVAL => "EINVAL: the driver refused the UMEM or queue for zero-copy (frame size, headroom, or queue id beyond its channels)",
+        libc::EBUSY => "EBUSY: the queue is busy (another AF_XDP socket, or the channel is in use by a memory provider)",
+        libc::ENOMEM => "ENOMEM: the driver could not allocate or DMA-map the zero-copy buffers",
+        libc::ENOSPC => "ENOSPC: the driver could not allocate or DMA-map the zero-copy buffers",
         libc::EPERM | libc::EACCES => "not permitted (needs CAP_NET_ADMIN)",
         _ => "the driver refused zero-copy",
     }
@@ -241,7 +243,7 @@ mod tests {
 
     #[test]
     fn names_the_reason_for_a_refused_zero_copy_bind() {
-        assert_eq!(zero_copy_refusal(libc::EOPNOTSUPP), "driver has no AF_XDP zero-copy support");
+        assert_eq!(zero_copy_refusal(libc::EOPNOTSUPP), "EOPNOTSUPP: driver has no AF_XDP zero-copy support");
         assert!(zero_copy_refusal(libc::EINVAL).contains("frame size"));
         assert!(zero_copy_advice("eth1", 3).contains("ethtool -i eth1"));
         assert!(zero_copy_advice("eth1", 3).contains("queue 3"));

@@ -57,7 +57,7 @@ pub enum SocketError {
     Umem(String),
     #[error("binding an AF_XDP socket to {iface} queue {queue} failed: {source}")]
     Bind { iface: String, queue: u32, source: io::Error },
-    #[error("--zero-copy required: {iface} queue {queue} refused an AF_XDP zero-copy bind: {source} ({reason}). What to do: {advice}")]
+    #[error("--zero-copy required: {iface} queue {queue} refused an AF_XDP zero-copy bind: {reason} ({source}). What to do: {advice}")]
     ZeroCopy { iface: String, queue: u32, source: io::Error, reason: &'static str, advice: String },
 }
 
@@ -187,7 +187,7 @@ impl XskQueue<XskRings> {
                 Err(SocketError::Bind { source, .. }) if mode == BindMode::ZeroCopy && cfg.zero_copy == ZeroCopy::Preferred => {
                     let errno = source.raw_os_error().unwrap_or(0);
                     log::warn!(
-                        "{iface} queue {queue}: zero-copy bind refused ({source}: {}); falling back to copy mode (XDP_COPY)",
+                        "{iface} queue {queue}: zero-copy bind refused: {} ({source}); falling back to copy mode (XDP_COPY)",
                         zero_copy_refusal(errno)
                     );
                     refused = Some(errno);
