@@ -14,8 +14,11 @@ WORK=$(mktemp -d)
 SERVER_PID=""
 passed=0; failed=0
 
+HUGEPAGES_OLD=""
 cleanup() {
     scripts/netns.sh down --name "$NAME"
+    # The hugepages test reserved some: give back the old reservation.
+    if [ -n "$HUGEPAGES_OLD" ]; then sysctl -qw vm.nr_hugepages="$HUGEPAGES_OLD"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -227,6 +230,94 @@ busy_poll_echo() {
     stop_server
 }
 check "--busy-poll: options set, 1 MiB echo verified" busy_poll_echo
+
+# --- zero-copy: veth has none -------------------------------------------
+has_prog() { ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"; }
+zero_copy_required() {
+    timeout 20 ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo \
+        --zero-copy required --control "$WORK/zc.sock" > "$WORK/zc.log" 2>&1; local st=$?
+    tail -n 2 "$WORK/zc.log"
+    echo "exit status $st"
+    [ "$st" != 0 ] && [ "$st" != 124 ] || return 1
+    grep -q "refused an AF_XDP zero-copy bind: EOPNOTSUPP: driver has no AF_XDP zero-copy support (Operation not supported (os error 95))" "$WORK/zc.log" || return 1
+    grep -q "ethtool -i $SDEV" "$WORK/zc.log" || return 1
+    if has_prog; then echo "an XDP program is left attached"; return 1; fi
+    # Generic XDP cannot do zero-copy: refused before anything is attached.
+    timeout 20 ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo \
+        --zero-copy required --xdp-mode generic --control "$WORK/zc.sock" > "$WORK/zc.log" 2>&1; st=$?
+    tail -n 1 "$WORK/zc.log"
+    [ "$st" != 0 ] && [ "$st" != 124 ] && grep -q "needs the XDP program in native (driver) mode" "$WORK/zc.log" \
+        && ! grep -q "XDP program attached" "$WORK/zc.log" && ! has_prog
+}
+check "--zero-copy required on veth: exits 1 naming the reason and what to check, no XDP program left" zero_copy_required
+zero_copy_preferred() {
+    start_server --port 7 --app echo --control "$WORK/ctl.sock" || return 1
+    grep "zero-copy bind refused" "$WORK/server.log" | head -1
+    grep -q "zero-copy bind refused: EOPNOTSUPP: driver has no AF_XDP zero-copy support (Operation not supported (os error 95)); falling back to copy mode" "$WORK/server.log" \
+        && grep -q "AF_XDP socket bound in copy mode" "$WORK/server.log" || { stop_server; return 1; }
+    "$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+for q in d['per_queue']:
+    assert q['bind_mode'] == 'copy' and q['zero_copy_sockets'] == 0, q
+    assert q['zero_copy_refused'] == 'EOPNOTSUPP: driver has no AF_XDP zero-copy support', q
+assert d['total']['bind_mode'] == 'copy', d['total']
+print('stats --json: bind_mode', d['total']['bind_mode'], 'on', len(d['per_queue']), 'queue(s);', d['total']['zero_copy_refused'])
+" || { stop_server; return 1; }
+    "$BIN" stats --control "$WORK/ctl.sock" | grep -q 'bind_mode: "copy"' || { echo "text stats lack the bind mode"; stop_server; return 1; }
+    peer python3 tests/veth/peer.py echo 65536 || { stop_server; return 1; }
+    stop_server
+}
+check "--zero-copy preferred (default) on veth: serves in copy mode, the warning names the reason, stats say copy" zero_copy_preferred
+
+# --- UMEM on hugepages, and 4096-byte frames -----------------------------
+hugepages_echo() {
+    # Two queues × 4096 frames × 2048 B = 2 × 8 MiB = 8 pages of 2 MiB.
+    local frames=4096 need=8 size_kb=8192
+    HUGEPAGES_OLD=$(cat /proc/sys/vm/nr_hugepages)
+    sysctl -qw vm.nr_hugepages=$(( $(awk '/^HugePages_Total/ {print $2}' /proc/meminfo) + need ))
+    grep -E "^HugePages_(Total|Free)" /proc/meminfo | tr '\n' ' '; echo
+    start_server --port 7 --app echo --frames $frames --hugepages on --control "$WORK/ctl.sock" || return 1
+    grep -o "UMEM on hugepages.*" "$WORK/server.log" | head -1
+    # The UMEM mappings: 8 MiB each, on 2048 kB pages, all of it hugetlb.
+    python3 - "$SERVER_PID" "$size_kb" <<'PY' || { stop_server; return 1; }
+import re, sys
+pid, size = sys.argv[1], int(sys.argv[2])
+maps, cur = [], None
+for line in open(f"/proc/{pid}/smaps"):
+    if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+        cur = {"range": line.split()[0]}; maps.append(cur)
+    elif cur is not None and line.split(":")[0] in ("Size", "KernelPageSize", "Private_Hugetlb", "Shared_Hugetlb"):
+        cur[line.split(":")[0]] = int(line.split()[1])
+umem = [m for m in maps if m.get("Size") == size and m.get("KernelPageSize") == 2048]
+for m in umem:
+    print(m)
+huge = [m for m in umem if m["Private_Hugetlb"] + m["Shared_Hugetlb"] == size and m["Private_Hugetlb"] > 0]
+assert len(huge) == 2, f"expected the 2 queues' UMEMs on hugepages, found {len(huge)}"
+PY
+    "$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "
+import json, sys; t = json.load(sys.stdin)['total']
+assert t['umem_huge_pages'] is True and t['umem_bytes'] == 2 * $size_kb * 1024, t
+print('stats: umem_huge_pages', t['umem_huge_pages'], 'umem_bytes', t['umem_bytes'])" || { stop_server; return 1; }
+    peer python3 tests/veth/peer.py echo 1048576 || { stop_server; return 1; }
+    stop_server || return 1
+    sysctl -qw vm.nr_hugepages="$HUGEPAGES_OLD"
+    HUGEPAGES_OLD=""
+}
+check "--hugepages on: each UMEM sits on 2 MiB hugepages (smaps), 1 MiB echo verified" hugepages_echo
+frame_size_4096() {
+    start_server --port 7 --app echo --frame-size 4096 --frames 2048 --hugepages off --control "$WORK/ctl.sock" || return 1
+    grep -q "2048 frames of 4096 B on normal pages" "$WORK/server.log" || { echo "no 4096-byte frames in the log"; stop_server; return 1; }
+    "$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "
+import json, sys; t = json.load(sys.stdin)['total']
+assert t['umem_frame_size'] == 4096 and t['umem_huge_pages'] is False, t" || { stop_server; return 1; }
+    peer python3 tests/veth/peer.py echo 1048576 || { stop_server; return 1; }
+    stop_server
+}
+check "--frame-size 4096: 1 MiB echo verified" frame_size_4096
+
+# --- scripts/nic-setup.sh, in namespaces of its own -----------------------
+check "nic-setup.sh on veth: the dry-run plan changes nothing, a real run and --undo restore the knobs" timeout 120 bash scripts/nic-setup-tests.sh
 
 # --- xdptcp as the client, against a kernel echo server -----------------
 # On the multi-queue pair, replies land on either queue; the worker of the

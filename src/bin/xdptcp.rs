@@ -15,7 +15,7 @@ use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rss_steering, rx_qu
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::Shard;
-use xdptcp::xdp::{QueueConfig, SteerProgram, XdpMode, XskQueue, COUNTER_NAMES};
+use xdptcp::xdp::{HugePages, MemInfo, QueueConfig, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
 
 #[derive(Parser)]
 #[command(name = "xdptcp", version, about = "A kernel-bypass TCP/IP stack on AF_XDP")]
@@ -67,6 +67,130 @@ enum Mode {
     Generic,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ZeroCopyArg {
+    Required,
+    Preferred,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HugePagesArg {
+    Auto,
+    On,
+    Off,
+}
+
+/// How each queue's AF_XDP socket and UMEM are set up (serve and connect).
+#[derive(clap::Args)]
+struct XskArgs {
+    /// AF_XDP zero-copy: `required` fails if the driver refuses it,
+    /// `preferred` falls back to copy mode with a warning naming the reason,
+    /// `off` binds copy mode. Zero-copy needs native XDP mode.
+    #[arg(long, value_enum, default_value = "preferred")]
+    zero_copy: ZeroCopyArg,
+    /// UMEM on hugepages (MAP_HUGETLB): `auto` when enough are reserved and
+    /// free, else normal pages with the `sysctl vm.nr_hugepages` to set;
+    /// `on` fails without them; `off` never.
+    #[arg(long, value_enum, default_value = "auto")]
+    hugepages: HugePagesArg,
+    /// UMEM frame size (bytes): 2048 or 4096.
+    #[arg(long, default_value_t = 2048, value_parser = parse_frame_size)]
+    frame_size: u32,
+    /// UMEM frames per queue (rounded up to fill whole hugepages when on them).
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1 << 20))]
+    frames: u32,
+}
+
+fn parse_frame_size(s: &str) -> Result<u32, String> {
+    match s {
+        "2048" => Ok(2048),
+        "4096" => Ok(4096),
+        _ => Err("the frame size is 2048 or 4096".into()),
+    }
+}
+
+impl XskArgs {
+    fn zero_copy(&self) -> ZeroCopy {
+        match self.zero_copy {
+            ZeroCopyArg::Required => ZeroCopy::Required,
+            ZeroCopyArg::Preferred => ZeroCopy::Preferred,
+            ZeroCopyArg::Off => ZeroCopy::Off,
+        }
+    }
+
+    /// The XDP mode to attach in: zero-copy needs native mode, so
+    /// `--zero-copy required` turns `auto` into native and refuses generic
+    /// up front, before anything is attached.
+    fn xdp_mode(&self, m: Mode) -> Result<XdpMode, String> {
+        match (self.zero_copy, m) {
+            (ZeroCopyArg::Required, Mode::Generic) => Err("--zero-copy required needs the XDP program in native (driver) mode, \
+                 but --xdp-mode generic was given: use --xdp-mode native or auto, or --zero-copy preferred or off"
+                .into()),
+            (ZeroCopyArg::Required, Mode::Auto) => Ok(XdpMode::Native),
+            _ => Ok(xdp_mode(m)),
+        }
+    }
+
+    /// Attaches the program in the mode `xdp_mode` picks; a refused native
+    /// attach under `--zero-copy required` says why native was needed.
+    fn attach(&self, iface: &str, ip: Ipv4Addr, m: Mode) -> Result<SteerProgram, String> {
+        let mode = self.xdp_mode(m)?;
+        SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| match self.zero_copy {
+            ZeroCopyArg::Required => format!("--zero-copy required needs native XDP mode: {e}"),
+            _ => e.to_string(),
+        })
+    }
+
+    /// The queue configuration, given the mode the program got: a program
+    /// in generic mode gets copy-mode sockets (zero-copy needs native).
+    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32) -> Result<QueueConfig, String> {
+        let mut zero_copy = self.zero_copy();
+        if program == XdpMode::Generic && zero_copy == ZeroCopy::Preferred {
+            log::warn!("{iface}: the XDP program runs in generic mode and zero-copy needs native mode: binding copy mode (XDP_COPY)");
+            zero_copy = ZeroCopy::Off;
+        }
+        let huge_pages = match self.hugepages {
+            HugePagesArg::Auto => HugePages::Auto,
+            HugePagesArg::On => HugePages::On,
+            HugePagesArg::Off => HugePages::Off,
+        };
+        let cfg = QueueConfig { frames: self.frames, frame_size: self.frame_size, zero_copy, huge_pages, ..QueueConfig::default() };
+        self.check_huge_pages(iface, &cfg, queues)?;
+        Ok(cfg)
+    }
+
+    /// Says once, for all queues, whether the UMEMs fit on the hugepages
+    /// free, and what to reserve if not (`on` fails then).
+    fn check_huge_pages(&self, iface: &str, cfg: &QueueConfig, queues: u32) -> Result<(), String> {
+        if cfg.huge_pages == HugePages::Off {
+            return Ok(());
+        }
+        let Some(mem) = MemInfo::read().filter(|m| m.page_bytes > 0) else {
+            return if cfg.huge_pages == HugePages::On { Err("--hugepages on: this kernel has no hugetlb pages".into()) } else { Ok(()) };
+        };
+        let frames = xdptcp::xdp::bind::frames_filling_pages(cfg.frames, cfg.frame_size, mem.page_bytes);
+        let per_queue = mem.pages_for(u64::from(frames) * u64::from(cfg.frame_size));
+        let need = per_queue * u64::from(queues);
+        if mem.usable() >= need {
+            log::info!("{iface}: UMEM on hugepages: {queues} queue(s) × {per_queue} pages of {} kB ({} free)", mem.page_bytes / 1024, mem.usable());
+            return Ok(());
+        }
+        let msg = format!(
+            "{queues} UMEM(s) of {} MiB need {need} hugepages of {} kB, {} free; reserve them with `sysctl vm.nr_hugepages={}`",
+            (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
+            mem.page_bytes / 1024,
+            mem.usable(),
+            mem.nr_hugepages_for(need)
+        );
+        if cfg.huge_pages == HugePages::On {
+            return Err(format!("--hugepages on: {msg}"));
+        }
+        log::warn!("{iface}: UMEM on normal pages: {msg}");
+        Ok(())
+    }
+}
+
 #[derive(clap::Args)]
 struct Connect {
     #[arg(long)]
@@ -92,6 +216,8 @@ struct Connect {
     xdp_mode: Mode,
     #[arg(long)]
     pcap: Option<PathBuf>,
+    #[command(flatten)]
+    xsk: XskArgs,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +245,8 @@ struct Serve {
     cores: Vec<usize>,
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: Mode,
+    #[command(flatten)]
+    xsk: XskArgs,
     /// Write every frame received and sent to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
@@ -211,6 +339,24 @@ fn xdp_mode(m: Mode) -> XdpMode {
     }
 }
 
+/// Logs the mode the kernel bound a queue's socket in (read back from it)
+/// and where its UMEM sits.
+fn log_bind(iface: &str, queue: &XskQueue) {
+    let q = queue.queue_id();
+    let u = queue.umem_info();
+    let pages = if u.huge_pages { "hugepages" } else { "normal pages" };
+    match queue.zero_copy() {
+        Ok(zc) => log::info!(
+            "{iface} queue {q}: AF_XDP socket bound in {} mode; UMEM {} KiB, {} frames of {} B on {pages}",
+            if zc { "zero-copy" } else { "copy" },
+            u.bytes >> 10,
+            u.frames,
+            u.frame_size
+        ),
+        Err(e) => log::warn!("{iface} queue {q}: cannot read the AF_XDP bind mode: {e}"),
+    }
+}
+
 fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
     let Some(p) = path else { return Ok(None) };
     let path = if queues > 1 { p.with_extension(format!("q{queue}.pcap")) } else { p.clone() };
@@ -223,7 +369,8 @@ fn connect(c: &Connect) -> Result<(), String> {
     }
     let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
     let queues = rx_queue_count(&c.iface)?;
-    let mut program = SteerProgram::attach(&c.iface, cfg.ip, 1, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
+    let mut program = c.xsk.attach(&c.iface, cfg.ip, c.xdp_mode)?;
+    let qcfg = c.xsk.queue_config(&c.iface, program.mode(), queues)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -239,7 +386,8 @@ fn connect(c: &Connect) -> Result<(), String> {
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
-        let queue = XskQueue::open(&c.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        let queue = XskQueue::open(&c.iface, q, qcfg).map_err(|e| e.to_string())?;
+        log_bind(&c.iface, &queue);
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
         let handoff = ring.next().expect("one per queue");
         let mut cfg = cfg.clone();
@@ -307,7 +455,8 @@ where
             available - 1
         );
     }
-    let mut program = SteerProgram::attach(&s.iface, ip, 1, 0, xdp_mode(s.xdp_mode)).map_err(|e| e.to_string())?;
+    let mut program = s.xsk.attach(&s.iface, ip, s.xdp_mode)?;
+    let qcfg = s.xsk.queue_config(&s.iface, program.mode(), queues)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -322,7 +471,7 @@ where
     let mut ring = Handoff::ring(queues as usize).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
-        let mut queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
         if let Some(usecs) = s.busy_poll {
             match queue.enable_busy_poll(usecs, 64) {
@@ -330,13 +479,10 @@ where
                 Err(e) => log::warn!("{} queue {q}: busy polling refused ({e}); continuing without it", s.iface),
             }
         }
-        match queue.zero_copy() {
-            Ok(zc) => log::info!("{} queue {q}: AF_XDP socket bound in {} mode", s.iface, if zc { "zero-copy" } else { "copy" }),
-            Err(e) => log::warn!("{} queue {q}: cannot read the AF_XDP bind mode: {e}", s.iface),
-        }
-        let mut qcfg = cfg.clone();
-        qcfg.rss = rss.as_ref().map(|r| r.for_queue(q));
-        let mut shard = Shard::<A>::new(qcfg, key);
+        log_bind(&s.iface, &queue);
+        let mut scfg = cfg.clone();
+        scfg.rss = rss.as_ref().map(|r| r.for_queue(q));
+        let mut shard = Shard::<A>::new(scfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));
         let pcap = open_capture(&s.pcap, q, queues)?;
@@ -470,6 +616,11 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
             "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
             "zero_copy_sockets": u64::from(w.zero_copy),
+            // How the socket is bound (read back from the kernel), and why
+            // not zero-copy if the driver refused it.
+            "bind_mode": if w.zero_copy { "zero-copy" } else { "copy" },
+            "zero_copy_refused": w.umem.zero_copy_refused.map(xdptcp::xdp::bind::zero_copy_refusal),
+            "umem_bytes": w.umem.bytes, "umem_frame_size": w.umem.frame_size, "umem_huge_pages": w.umem.huge_pages,
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
             // Counted by the kernel on the socket: frames dropped before the stack saw them.
@@ -512,10 +663,14 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             if k == "queue" {
                 continue;
             }
-            // Flags hold for the total if they hold for every queue; counters add up.
-            let sum = match v.as_bool() {
-                Some(b) => serde_json::json!(b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
-                None => serde_json::json!(total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0)),
+            // Flags hold for the total if they hold for every queue; modes,
+            // reasons and sizes are the queues' common value or "mixed";
+            // counters add up.
+            let sum = match v {
+                serde_json::Value::Bool(b) => serde_json::json!(*b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
+                serde_json::Value::String(_) | serde_json::Value::Null => same_or_mixed(total.get(k), v),
+                _ if k == "umem_frame_size" => same_or_mixed(total.get(k), v),
+                _ => serde_json::json!(total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0)),
             };
             total.insert(k.clone(), sum);
         }
@@ -544,6 +699,15 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
         out.push_str(&format!("    {n}: {v}\n"));
     }
     out
+}
+
+/// The total of a value that does not add up: the queues' common value, or
+/// "mixed" where they differ.
+fn same_or_mixed(total: Option<&serde_json::Value>, v: &serde_json::Value) -> serde_json::Value {
+    match total {
+        Some(t) if t != v => serde_json::json!("mixed"),
+        _ => v.clone(),
+    }
 }
 
 /// Sends one request to a running `xdptcp serve` and prints the answer.

@@ -84,8 +84,11 @@ pub struct WorkerStats {
     pub undos: u64,
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
-    /// The AF_XDP socket runs in zero-copy mode (else copy).
+    /// The AF_XDP socket runs in zero-copy mode (else copy), as the kernel
+    /// reports it (XDP_OPTIONS).
     pub zero_copy: bool,
+    /// How the queue's UMEM and socket were set up.
+    pub umem: crate::xdp::UmemInfo,
     /// What the kernel counted on the socket (drops before the stack).
     pub kernel: crate::xdp::KernelStats,
 }
@@ -156,6 +159,7 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
                 syn_cookies_sent: sent,
                 syn_cookies_validated: valid,
                 zero_copy: queue.zero_copy().unwrap_or(false),
+                umem: queue.umem_info(),
                 kernel: queue.kernel_stats().unwrap_or_default(),
             });
         }

@@ -1,6 +1,7 @@
 //! AF_XDP: the only module with `unsafe`. It owns UMEM, rings, sockets and
 //! the XDP program. Every `unsafe` block says why it is sound.
 
+pub mod bind;
 pub mod ethtool;
 #[cfg(test)]
 mod fake;
@@ -8,6 +9,7 @@ pub mod program;
 pub mod rings;
 pub mod socket;
 
+pub use bind::{BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 pub use ethtool::{read_rss, HashFunction, RssError, RssSteering, Tcp4Fields};
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
 pub use rings::{Rings, XskRings};

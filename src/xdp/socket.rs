@@ -1,4 +1,5 @@
-//! One AF_XDP socket with its UMEM and four rings (xsk-rs, copy mode).
+//! One AF_XDP socket with its UMEM and four rings (xsk-rs; zero-copy or
+//! copy mode, see [`super::bind`]).
 //!
 //! # Frame ownership
 //! A UMEM frame is owned either by us or by the kernel. Frames we own are
@@ -21,6 +22,7 @@ use std::time::Duration;
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{Socket, Umem};
 
+use super::bind::{huge_pages_plan, wait_for_huge_pages, zero_copy_advice, zero_copy_refusal, BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 use super::rings::{Rings, XskRings};
 
 /// Kicks per flush at most: a full 2048-slot ring in copy mode's batches of 32.
@@ -33,14 +35,17 @@ pub struct Frame<D>(D);
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueueConfig {
+    /// UMEM frames (rounded up to fill whole hugepages when on them).
     pub frames: u32,
     pub frame_size: u32,
     pub ring_size: u32,
+    pub zero_copy: ZeroCopy,
+    pub huge_pages: HugePages,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { frames: 8192, frame_size: 2048, ring_size: 2048 }
+        QueueConfig { frames: 8192, frame_size: 2048, ring_size: 2048, zero_copy: ZeroCopy::Preferred, huge_pages: HugePages::Off }
     }
 }
 
@@ -52,6 +57,8 @@ pub enum SocketError {
     Umem(String),
     #[error("binding an AF_XDP socket to {iface} queue {queue} failed: {source}")]
     Bind { iface: String, queue: u32, source: io::Error },
+    #[error("--zero-copy required: {iface} queue {queue} refused an AF_XDP zero-copy bind: {reason} ({source}). What to do: {advice}")]
+    ZeroCopy { iface: String, queue: u32, source: io::Error, reason: &'static str, advice: String },
 }
 
 /// The kernel's counters for one AF_XDP socket (XDP_STATISTICS).
@@ -135,11 +142,15 @@ pub struct XskQueue<R: Rings = XskRings> {
     total: usize,
     queue: u32,
     stats: QueueStats,
+    umem_info: UmemInfo,
 }
 
 impl XskQueue<XskRings> {
-    /// Creates the UMEM and binds a socket to `iface` queue `queue`, retrying
-    /// EBUSY (the previous owner of the queue may still be letting go).
+    /// Creates the UMEM and binds a socket to `iface` queue `queue`: in the
+    /// mode `cfg.zero_copy` asks for, falling back from zero-copy to copy
+    /// with a warning naming the reason where allowed, on hugepages where
+    /// `cfg.huge_pages` says so (see [`super::bind`]). Retries EBUSY (the
+    /// previous owner of the queue may still be letting go).
     pub fn open(iface: &str, queue: u32, cfg: QueueConfig) -> Result<XskQueue, SocketError> {
         let e = |x: String| SocketError::Config(x);
         let ring = QueueSize::new(cfg.ring_size).map_err(|x| e(x.to_string()))?;
@@ -152,39 +163,60 @@ impl XskQueue<XskRings> {
             .comp_queue_size(fill_size)
             .build()
             .map_err(|x| e(x.to_string()))?;
-        let frames = NonZeroU32::new(cfg.frames).ok_or_else(|| e("zero frames".into()))?;
-        let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|x| SocketError::Umem(x.to_string()))?;
-        let sock_cfg = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-            .build();
         let name: Interface = iface.parse().map_err(|_| e(format!("bad interface name {iface}")))?;
-        let mut delay = Duration::from_millis(50);
-        let (tx, rx, rings) = loop {
-            // SAFETY: each (interface, queue) is bound once per UMEM, and the
-            // program is loaded by us (INHIBIT_PROG_LOAD), as the crate requires.
-            match unsafe { Socket::new(sock_cfg, &umem, &name, queue) } {
-                Ok(s) => break s,
-                Err(err) => {
-                    let source = std::error::Error::source(&err)
-                        .and_then(|s| s.downcast_ref::<io::Error>())
-                        .map(|s| io::Error::new(s.kind(), s.to_string()))
-                        .unwrap_or_else(|| io::Error::other(err.to_string()));
-                    if source.raw_os_error() == Some(libc::EBUSY) && delay < Duration::from_secs(2) {
-                        log::info!("{iface} queue {queue} busy, retrying in {delay:?}");
-                        std::thread::sleep(delay);
-                        delay *= 2;
-                        continue;
-                    }
-                    return Err(SocketError::Bind { iface: iface.into(), queue, source });
-                }
-            }
+        let (huge, frames) = huge_pages_plan(iface, queue, cfg.frames, cfg.frame_size, cfg.huge_pages).map_err(SocketError::Umem)?;
+        let mut plan = UmemPlan { cfg: umem_cfg, frames, huge, policy: cfg.huge_pages };
+        let mut refused = None;
+        let huge_usable_before = if huge { MemInfo::read().map_or(0, |m| m.usable()) } else { 0 };
+        let modes: &[BindMode] = match cfg.zero_copy {
+            ZeroCopy::Required => &[BindMode::ZeroCopy],
+            ZeroCopy::Preferred => &[BindMode::ZeroCopy, BindMode::Copy],
+            ZeroCopy::Off => &[BindMode::Copy],
         };
-        let (fill, comp) = rings.ok_or_else(|| e("no fill/completion rings".into()))?;
-        let rings = XskRings { umem, fill, comp, tx, rx, busy_poll: false };
-        Ok(XskQueue::new(rings, descs, cfg.ring_size, queue))
+        for &mode in modes {
+            let flags = BindFlags::XDP_USE_NEED_WAKEUP
+                | if mode == BindMode::ZeroCopy { BindFlags::XDP_ZEROCOPY } else { BindFlags::XDP_COPY };
+            let sock_cfg = SocketConfig::builder()
+                .rx_queue_size(ring)
+                .tx_queue_size(ring)
+                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                .bind_flags(flags)
+                .build();
+            let (umem, descs, (tx, rx, rings)) = match bind_fresh(iface, &name, queue, &mut plan, sock_cfg) {
+                Ok(bound) => bound,
+                Err(SocketError::Bind { source, .. }) if mode == BindMode::ZeroCopy && cfg.zero_copy == ZeroCopy::Preferred => {
+                    let errno = source.raw_os_error().unwrap_or(0);
+                    log::warn!(
+                        "{iface} queue {queue}: zero-copy bind refused: {} ({source}); falling back to copy mode (XDP_COPY)",
+                        zero_copy_refusal(errno)
+                    );
+                    refused = Some(errno);
+                    // Let the refused UMEM's hugepages come back before the
+                    // copy bind, and before the next queue counts them.
+                    if plan.huge && !wait_for_huge_pages(huge_usable_before, Duration::from_secs(1)) {
+                        log::warn!("{iface} queue {queue}: the hugepages of the refused bind were not freed within 1 s");
+                    }
+                    continue;
+                }
+                Err(SocketError::Bind { source, .. }) if mode == BindMode::ZeroCopy => {
+                    let reason = zero_copy_refusal(source.raw_os_error().unwrap_or(0));
+                    return Err(SocketError::ZeroCopy { iface: iface.into(), queue, source, reason, advice: zero_copy_advice(iface, queue) });
+                }
+                Err(err) => return Err(err),
+            };
+            let (fill, comp) = rings.ok_or_else(|| e("no fill/completion rings".into()))?;
+            let bytes = frames as usize * cfg.frame_size as usize;
+            let rings = XskRings { umem, fill, comp, tx, rx, busy_poll: false };
+            let mut q = XskQueue::new(rings, descs, cfg.ring_size, queue);
+            q.umem_info = UmemInfo { bytes, frame_size: cfg.frame_size, frames, huge_pages: plan.huge, zero_copy_refused: refused };
+            return Ok(q);
+        }
+        Err(e("no bind mode to try".into()))
+    }
+
+    /// How this queue's UMEM and socket were set up.
+    pub fn umem_info(&self) -> UmemInfo {
+        self.umem_info
     }
 
     /// Whether the kernel bound this socket in zero-copy mode (else copy),
@@ -273,6 +305,66 @@ impl XskQueue<XskRings> {
     }
 }
 
+/// A bound socket and its fresh UMEM.
+type Bound = (Umem, Vec<xsk_rs::FrameDesc>, (xsk_rs::TxQueue, xsk_rs::RxQueue, Option<(xsk_rs::FillQueue, xsk_rs::CompQueue)>));
+
+/// The UMEM to create: its layout, frame count, and whether on hugepages
+/// (turned off if they fail under [`HugePages::Auto`]).
+struct UmemPlan {
+    cfg: UmemConfig,
+    frames: u32,
+    huge: bool,
+    policy: HugePages,
+}
+
+/// Creates a fresh UMEM and binds a socket over it, retrying EBUSY. Each
+/// attempt gets a new UMEM: a failed bind leaves the rings set up on the
+/// UMEM's socket, which then refuses them a second time.
+fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, sock_cfg: SocketConfig) -> Result<Bound, SocketError> {
+    let count = NonZeroU32::new(plan.frames).ok_or_else(|| SocketError::Config("zero frames".into()))?;
+    let mut delay = Duration::from_millis(50);
+    let mut huge_waited = Duration::ZERO;
+    loop {
+        let (umem, descs) = match Umem::new(plan.cfg, count, plan.huge) {
+            Ok(u) => u,
+            // The kernel lets go of a closed socket's UMEM pages in deferred
+            // work, so the hugepages of a refused zero-copy bind a moment
+            // ago may not be free yet.
+            Err(_) if plan.huge && huge_waited < Duration::from_secs(1) => {
+                std::thread::sleep(Duration::from_millis(20));
+                huge_waited += Duration::from_millis(20);
+                continue;
+            }
+            Err(err) if plan.huge && plan.policy != HugePages::On => {
+                log::warn!("{iface} queue {queue}: UMEM on hugepages failed ({err}); using normal pages");
+                plan.huge = false;
+                continue;
+            }
+            Err(err) => return Err(SocketError::Umem(err.to_string())),
+        };
+        // SAFETY: each (interface, queue) is bound once per UMEM, and the
+        // program is loaded by us (INHIBIT_PROG_LOAD), as the crate requires.
+        match unsafe { Socket::new(sock_cfg, &umem, name, queue) } {
+            Ok(s) => return Ok((umem, descs, s)),
+            Err(err) => {
+                // Keep the errno: EBUSY is retried, and a refused zero-copy
+                // bind is explained by it.
+                let source = match std::error::Error::source(&err).and_then(|s| s.downcast_ref::<io::Error>()) {
+                    Some(s) => s.raw_os_error().map(io::Error::from_raw_os_error).unwrap_or_else(|| io::Error::new(s.kind(), s.to_string())),
+                    None => io::Error::other(err.to_string()),
+                };
+                if source.raw_os_error() == Some(libc::EBUSY) && delay < Duration::from_secs(2) {
+                    log::info!("{iface} queue {queue} busy, retrying in {delay:?}");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    continue;
+                }
+                return Err(SocketError::Bind { iface: iface.into(), queue, source });
+            }
+        }
+    }
+}
+
 impl<R: Rings> XskQueue<R> {
     /// Takes `descs` (every frame of the UMEM), posts up to `ring_size` of
     /// them (at most half) to the fill ring and keeps the rest free.
@@ -293,6 +385,7 @@ impl<R: Rings> XskQueue<R> {
             total,
             queue,
             stats: QueueStats::default(),
+            umem_info: UmemInfo::default(),
         }
     }
 
