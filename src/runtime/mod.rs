@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::app::App;
-use crate::stack::{ShardStats, Verdict};
-use crate::xdp::QueueStats;
+use crate::stack::{ShardStats, TxFrames, Verdict};
+use crate::xdp::{QueueStats, XskRings, XskTx};
 use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
@@ -257,11 +257,16 @@ pub fn run_worker_with<A: App>(
             }
         }
         queue.busy_poll();
-        let got = queue.recv(BATCH, |frame| {
+        let mut sent = 0;
+        let got = queue.recv_with_tx(BATCH, |frame, tx| {
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, frame);
             }
-            if shard.handle_frame_checked(now, frame, &mut app, alone) == Verdict::Forward {
+            // Free TX frames lent for the callbacks' `Conn::send_with`.
+            let mut lent = Lent { tx, pcap: &mut pcap, now, sent: 0 };
+            let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
+            sent += lent.sent;
+            if verdict == Verdict::Forward {
                 // Counted by the shard; copied, since the frame goes back to the kernel.
                 forward.push(frame.to_vec());
             }
@@ -272,7 +277,6 @@ pub fn run_worker_with<A: App>(
             }
         }
         let got = got + handed;
-        let mut sent = 0;
         while shard.wants_transmit() {
             let Some(true) = queue.send_with(|buf| {
                 let n = shard.poll_transmit(now, buf)?;
@@ -304,4 +308,31 @@ pub fn run_worker_with<A: App>(
         }
     }
     (shard, app, queue)
+}
+
+/// A queue's free TX frames lent to the shard during a receive: frames the
+/// callbacks write with `Conn::send_with` are queued at once (and captured).
+struct Lent<'a, 'b> {
+    tx: &'a mut XskTx<'b, XskRings>,
+    pcap: &'a mut Option<Capture>,
+    now: Instant,
+    sent: usize,
+}
+
+impl TxFrames for Lent<'_, '_> {
+    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
+        let (pcap, now) = (&mut *self.pcap, self.now);
+        let queued = self.tx.send_with(|buf| {
+            let n = f(buf);
+            if n == 0 {
+                return None;
+            }
+            if let Some(p) = pcap.as_mut() {
+                let _ = p.write(now, &buf[..n]);
+            }
+            Some(n)
+        });
+        self.sent += usize::from(queued == Some(true));
+        queued.is_some()
+    }
 }

@@ -9,4 +9,4 @@ pub mod socket;
 
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
 pub use rings::{Rings, XskRings};
-pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
+pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue, XskTx};
