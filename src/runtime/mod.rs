@@ -2,8 +2,9 @@
 //! run-to-completion loop over its own shard. No locks on the way.
 //!
 //! Per iteration: take an RX batch and run it through the shard (callbacks
-//! included), fire due timers, write every pending frame straight into free
-//! TX frames, kick, and take back completed frames. Busy-polls while traffic
+//! included, lent the free TX frames so that `Conn::send_with` writes
+//! replies straight into them), fire due timers, write every pending frame
+//! straight into free TX frames, kick, and take back completed frames. Busy-polls while traffic
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
 
@@ -246,18 +247,21 @@ pub fn run_worker_with<A: App>(
         let wake = driver(now, &mut shard, &mut app);
         // Frames other cores could not place: ours, or the next core's turn.
         let mut handed = 0;
+        let mut sent = 0;
         while let Ok((frame, seen)) = handoff.inbox.try_recv() {
             handed += 1;
             shard.count_handoff_in();
             let last = seen + 1 >= handoff.workers;
-            if shard.handle_frame_checked(now, &frame, &mut app, last) == Verdict::Forward {
+            let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
+            let verdict = shard.handle_frame_tx(now, &frame, &mut app, last, &mut lent);
+            sent += lent.sent;
+            if verdict == Verdict::Forward {
                 if let Some(next) = &handoff.next {
                     let _ = next.send((frame, seen + 1));
                 }
             }
         }
         queue.busy_poll();
-        let mut sent = 0;
         let got = queue.recv_with_tx(BATCH, |frame, tx| {
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, frame);
