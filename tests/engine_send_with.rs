@@ -133,3 +133,43 @@ fn transmit_with_during_a_direct_delivery() {
     assert_eq!(s.conn.rcv_nxt().0, P1 + 3310, "cut back to the budget");
     assert!(s.conn.can_transmit_with(100));
 }
+
+/// An echo answering every segment in place never grows the window in
+/// those answers; once the peer's view of the window has halved, a window
+/// update follows the delivery, so the window never closes (nor stalls
+/// the peer) however long the stream.
+#[test]
+fn direct_answers_do_not_let_the_window_close() {
+    let config = xdptcp::tcp::Config { recv_buffer: 64 << 10, ..Script::config() };
+    let mut s = Script::established(config);
+    let mut buf = vec![0u8; 1600];
+    let (mut seq, mut ours) = (P1, ISS1);
+    let (mut updates, mut lowest) = (0, usize::MAX);
+    for _ in 0..500 {
+        let data = Seg::ack(seq, ours).data(&[2; 1000]).win(512);
+        let repr = data.repr();
+        let mut bytes = vec![0u8; repr.header_len() + 1000];
+        repr.emit(&mut TcpPacket::new_unchecked(&mut bytes[..]), *REMOTE.ip(), *LOCAL.ip(), true);
+        let packet = TcpPacket::new_checked(&bytes[..]).unwrap();
+        let parsed = TcpRepr::parse(&packet, *REMOTE.ip(), *LOCAL.ip(), true).unwrap();
+        let now = s.now;
+        let direct = s.conn.handle_segment_direct(now, &parsed);
+        let echo = direct.to_vec();
+        let (_, n) = s.conn.transmit_with(now, &mut buf, 1000, |b| {
+            b.copy_from_slice(&echo[..b.len()]);
+            b.len()
+        }).expect("the echo goes at once");
+        assert_eq!(n, 1000);
+        lowest = lowest.min(s.conn.recv_window());
+        s.conn.complete_direct(&[]);
+        for seg in s.drain() {
+            assert!(seg.payload.is_empty(), "only window updates are left to send");
+            updates += 1;
+        }
+        seq += 1000;
+        ours += 1000;
+    }
+    assert!(lowest >= 24 << 10, "the window shrank to {lowest}");
+    // About one update per half window consumed (500 kB / 32 KiB), not one per segment.
+    assert!((10..=40).contains(&updates), "{updates} window updates");
+}

@@ -70,6 +70,7 @@ impl Connection {
         if self.state != State::Closed {
             self.maybe_take_fin(self.last_rx);
         }
+        self.window_update_after_held();
         if self.flags & F_CLOSE_DEFERRED != 0 {
             self.flags &= !F_CLOSE_DEFERRED;
             self.close();

@@ -182,6 +182,7 @@ const F_UNDO: u32 = 1 << 17; // this fast recovery's reduction may yet prove spu
 const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmission's time
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
+const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -392,9 +392,11 @@ impl Connection {
             // the callback): the receive buffer does not hold yet what the
             // application will leave unread, so no new space is offered;
             // the edge already advertised stands (it covered this data).
+            self.flags |= F_WINDOW_HELD;
             let wnd = self.rcv_adv - self.rcv_nxt;
             return (wnd >> self.rcv_wscale).min(u16::MAX as usize) as u16;
         }
+        self.flags &= !F_WINDOW_HELD;
         let free = self.rx.limit() - self.rx.len();
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
         let grown = |adv: SeqNumber, room: usize| {
@@ -414,6 +416,27 @@ impl Connection {
         let wnd = self.rcv_adv - self.rcv_nxt;
         let field = (wnd >> self.rcv_wscale).min(u16::MAX as usize);
         field as u16
+    }
+
+    /// After a direct delivery during which a segment went out without
+    /// growing the window (see `advertise_window`): if the window the peer
+    /// now sees is at most half of what it could be, send an update, as a
+    /// read that frees that much would (Linux's rule in tcp_cleanup_rbuf).
+    /// Otherwise an echo that answers every segment at once would shrink
+    /// the peer's window with each one until it closed.
+    pub(super) fn window_update_after_held(&mut self) {
+        if self.flags & F_WINDOW_HELD == 0 {
+            return;
+        }
+        self.flags &= !F_WINDOW_HELD;
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return;
+        }
+        let advertised = self.rcv_adv - self.rcv_nxt;
+        let offer = (self.rx.limit() - self.rx.len()).min(self.budget_window as usize);
+        if offer >= 2 * advertised && offer - advertised >= usize::from(self.smss) {
+            self.flags |= F_ACK_NOW;
+        }
     }
 
     /// Sends a window update when reading opened the window enough to matter.
