@@ -3,7 +3,7 @@
 //!
 //! During a receive batch the runtime lends the shard its free TX frames
 //! ([`TxFrames`]); the shard lends every `Conn` it hands to a callback a
-//! [`Sender`] over them. When the connection can send new data at once
+//! `Sender` over them. When the connection can send new data at once
 //! (see `Connection::transmit_with`) and the next hop's MAC is known, the
 //! application writes into a frame, the engine writes the TCP header and
 //! accounts the segment as `poll_transmit` would, and the sender wraps it

@@ -22,6 +22,19 @@
 //! the application did not consume through [`Connection::complete_direct`],
 //! before any other call on this connection.
 //!
+//! # Sending without a copy
+//! [`Connection::send`] copies the caller's bytes into the send buffer, and
+//! `poll_transmit` copies them again into the segment. With
+//! [`Connection::transmit_with`] the application writes new data straight
+//! into the payload of the segment being built (in the caller's TX frame),
+//! when that data is exactly what `poll_transmit` would send next; the
+//! send buffer gets one copy, for retransmission. When it declines,
+//! [`Connection::send_with`] lets the application write into the send
+//! buffer's free space instead. Called during a direct delivery, it
+//! acknowledges the data being delivered but offers no new window until
+//! `complete_direct` (which then sends a window update if the window the
+//! peer sees has halved).
+//!
 //! # Shard-wide limits
 //! A connection caps its own buffers (`send_buffer`, `recv_buffer`); limits
 //! shared by all connections of a shard (reassembly memory, receive-memory
