@@ -43,6 +43,10 @@ check() { # name command...
 peer() { timeout 180 ip netns exec "$PNS" "$@"; }
 
 start_server() { # args...
+    # The previous server's log says "serving" too: waiting on it would
+    # return before this one has its signal handlers (a SIGINT then is
+    # ignored, as in any background job, and stop_server waits forever).
+    rm -f "$WORK/server.log"
     ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 "$@" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -74,6 +78,7 @@ check "ping gets replies" peer ping -c 3 -i 0.2 -W 2 198.18.0.1
 check "echo 1 MiB verified by hash" peer python3 tests/veth/peer.py echo 1048576
 check "200 concurrent connections verified" peer python3 tests/veth/peer.py concurrent 200 20000
 check "5000 concurrent connections" peer bash -c "ulimit -n 20000 && python3 tests/veth/peer.py many 5000 100"
+check "echo replies went straight into TX frames (send_with)" bash -c "'$BIN' stats --json --control '$WORK/ctl.sock' | python3 -c \"import json, sys; t = json.load(sys.stdin)['total']; d, b = t['send_with_direct_bytes'], t['send_with_buffered_bytes']; print('send_with direct', d, 'buffered', b); assert d > 1048576 and d + b >= 2 * 1048576, t\""
 ss_shows_connection() {
     peer python3 -c "import socket, time; s = socket.create_connection(('198.18.0.1', 7)); time.sleep(3)" &
     local holder=$!

@@ -8,6 +8,16 @@
 
 use crate::tcp::{CloseReason, Connection, SendError, Shutdown, State};
 
+/// What a shard lends a [`Conn`] during a callback so that
+/// [`Conn::send_with`] can put the application's bytes straight into a TX
+/// frame: the frames, the link addresses, the counters.
+pub trait Transmit {
+    /// `Conn::send_with` for `conn`: `f` writes into a TX frame after the
+    /// headers when the data can go at once, else into the send buffer.
+    /// `f` is called at most once (later calls return 0).
+    fn send_with(&mut self, conn: &mut Connection, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError>;
+}
+
 /// Identifies a connection within its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
@@ -40,11 +50,17 @@ pub struct Conn<'a, S> {
     id: ConnId,
     conn: &'a mut Connection,
     state: &'a mut S,
+    tx: Option<&'a mut dyn Transmit>,
 }
 
 impl<'a, S> Conn<'a, S> {
+    /// A connection on its own: `send_with` writes into the send buffer.
     pub fn new(id: ConnId, conn: &'a mut Connection, state: &'a mut S) -> Self {
-        Conn { id, conn, state }
+        Conn { id, conn, state, tx: None }
+    }
+    /// A connection whose `send_with` may write straight into TX frames.
+    pub fn with_transmit(id: ConnId, conn: &'a mut Connection, state: &'a mut S, tx: &'a mut dyn Transmit) -> Self {
+        Conn { id, conn, state, tx: Some(tx) }
     }
     pub fn id(&self) -> ConnId {
         self.id
@@ -65,6 +81,29 @@ impl<'a, S> Conn<'a, S> {
     /// Queues a copy of `data`; returns how much fit in the send buffer.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
         self.conn.send(data)
+    }
+    /// Sends what `f` writes in place, one copy fewer than `send`: `f` gets
+    /// a buffer of at most `max_len` bytes, writes into it, and returns how
+    /// many bytes it wrote; `send_with` returns the same (0 if `f` got no
+    /// room).
+    ///
+    /// When the connection can send new data at once (nothing unsent ahead,
+    /// room in the peer's window and the congestion window, the link
+    /// address known, a TX frame free), the buffer lies in the TX frame
+    /// right after the Ethernet, IPv4 and TCP headers, and the segment
+    /// leaves with at most one MSS; the send buffer keeps a copy for
+    /// retransmission. Otherwise the buffer is free space in the send
+    /// buffer (one contiguous piece, so possibly shorter than `max_len`),
+    /// sent later as `send`'s data is. Call again for more; a short buffer
+    /// because the send buffer is full is followed by `on_writable`.
+    pub fn send_with(&mut self, max_len: usize, f: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, SendError> {
+        match self.tx.as_deref_mut() {
+            Some(tx) => {
+                let mut f = Some(f);
+                tx.send_with(self.conn, max_len, &mut |buf| f.take().map_or(0, |f| f(buf)))
+            }
+            None => self.conn.send_with(max_len, f),
+        }
     }
     /// Space left in the send buffer.
     pub fn send_capacity(&self) -> usize {

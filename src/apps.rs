@@ -17,9 +17,26 @@ pub struct EchoState {
 impl App for Echo {
     type State = EchoState;
     fn on_data(&mut self, c: &mut Conn<'_, EchoState>, data: &[u8]) -> usize {
-        // Whatever does not fit in the send buffer stays unread and is
-        // offered again when space frees (backpressure, no copy of our own).
-        c.send(data).unwrap_or(0)
+        // Copied from the received frame straight into TX frames while the
+        // connection can send at once, else into the send buffer. Whatever
+        // does not fit stays unread and is offered again when space frees
+        // (backpressure, no copy of our own).
+        let mut done = 0;
+        while done < data.len() {
+            let rest = &data[done..];
+            let n = c
+                .send_with(rest.len(), |buf| {
+                    let n = buf.len();
+                    buf.copy_from_slice(&rest[..n]);
+                    n
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        done
     }
     fn on_writable(&mut self, c: &mut Conn<'_, EchoState>) {
         if c.state().peer_closed && c.tcp().recv_queue() == 0 {

@@ -14,6 +14,8 @@ use xdptcp::time::Duration;
 #[derive(Debug, Clone)]
 enum Op {
     Send { side: usize, len: u16 },
+    /// `send_with`: straight into a frame when the data can go at once.
+    SendWith { side: usize, len: u16 },
     Read { side: usize, max: u16 },
     Shutdown { side: usize },
     Close { side: usize },
@@ -23,7 +25,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..2usize, 1..20_000u16).prop_map(|(side, len)| Op::Send { side, len }),
+        4 => (0..2usize, 1..20_000u16).prop_map(|(side, len)| Op::Send { side, len }),
+        3 => (0..2usize, 1..4_000u16).prop_map(|(side, len)| Op::SendWith { side, len }),
         4 => (0..2usize, 1..30_000u16).prop_map(|(side, max)| Op::Read { side, max }),
         1 => (0..2usize).prop_map(|side| Op::Shutdown { side }),
         1 => (0..2usize).prop_map(|side| Op::Close { side }),
@@ -66,6 +69,16 @@ fn run(seed: u64, link: LinkConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let n = len as usize;
                 fill(e.seed, e.written, &mut buf[..n]);
                 if let Ok(w) = net.conn_mut(e.id).send(&buf[..n]) {
+                    e.written += w as u64;
+                }
+            }
+            Op::SendWith { side, len } => {
+                let e = &mut ends[side];
+                let (seed, at) = (e.seed, e.written);
+                if let Ok((w, _)) = net.send_with(e.id, len as usize, |buf| {
+                    fill(seed, at, buf);
+                    buf.len()
+                }) {
                     e.written += w as u64;
                 }
             }

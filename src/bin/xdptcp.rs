@@ -650,6 +650,8 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
         let recovery = serde_json::json!({
             "timeouts": w.timeouts, "fast_recoveries": w.recoveries,
             "loss_probes": w.loss_probes, "recoveries_undone": w.undos,
+            // Conn::send_with: bytes written straight into TX frames, and into send buffers.
+            "send_with_direct_bytes": s.send_with_direct_bytes, "send_with_buffered_bytes": s.send_with_buffered_bytes,
         });
         if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
             row.extend(extra.clone());

@@ -2,8 +2,9 @@
 //! run-to-completion loop over its own shard. No locks on the way.
 //!
 //! Per iteration: take an RX batch and run it through the shard (callbacks
-//! included), fire due timers, write every pending frame straight into free
-//! TX frames, kick, and take back completed frames. Busy-polls while traffic
+//! included, lent the free TX frames so that `Conn::send_with` writes
+//! replies straight into them), fire due timers, write every pending frame
+//! straight into free TX frames, kick, and take back completed frames. Busy-polls while traffic
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
 
@@ -14,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::app::App;
-use crate::stack::{ShardStats, Verdict};
-use crate::xdp::QueueStats;
+use crate::stack::{ShardStats, TxFrames, Verdict};
+use crate::xdp::{QueueStats, XskRings, XskTx};
 use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
@@ -250,22 +251,30 @@ pub fn run_worker_with<A: App>(
         let wake = driver(now, &mut shard, &mut app);
         // Frames other cores could not place: ours, or the next core's turn.
         let mut handed = 0;
+        let mut sent = 0;
         while let Ok((frame, seen)) = handoff.inbox.try_recv() {
             handed += 1;
             shard.count_handoff_in();
             let last = seen + 1 >= handoff.workers;
-            if shard.handle_frame_checked(now, &frame, &mut app, last) == Verdict::Forward {
+            let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
+            let verdict = shard.handle_frame_tx(now, &frame, &mut app, last, &mut lent);
+            sent += lent.sent;
+            if verdict == Verdict::Forward {
                 if let Some(next) = &handoff.next {
                     let _ = next.send((frame, seen + 1));
                 }
             }
         }
         queue.busy_poll();
-        let got = queue.recv(BATCH, |frame| {
+        let got = queue.recv_with_tx(BATCH, |frame, tx| {
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, frame);
             }
-            if shard.handle_frame_checked(now, frame, &mut app, alone) == Verdict::Forward {
+            // Free TX frames lent for the callbacks' `Conn::send_with`.
+            let mut lent = Lent { tx, pcap: &mut pcap, now, sent: 0 };
+            let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
+            sent += lent.sent;
+            if verdict == Verdict::Forward {
                 // Counted by the shard; copied, since the frame goes back to the kernel.
                 forward.push(frame.to_vec());
             }
@@ -276,7 +285,6 @@ pub fn run_worker_with<A: App>(
             }
         }
         let got = got + handed;
-        let mut sent = 0;
         while shard.wants_transmit() {
             let Some(true) = queue.send_with(|buf| {
                 let n = shard.poll_transmit(now, buf)?;
@@ -308,4 +316,31 @@ pub fn run_worker_with<A: App>(
         }
     }
     (shard, app, queue)
+}
+
+/// A queue's free TX frames lent to the shard during a receive: frames the
+/// callbacks write with `Conn::send_with` are queued at once (and captured).
+struct Lent<'a, 'b> {
+    tx: &'a mut XskTx<'b, XskRings>,
+    pcap: &'a mut Option<Capture>,
+    now: Instant,
+    sent: usize,
+}
+
+impl TxFrames for Lent<'_, '_> {
+    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
+        let (pcap, now) = (&mut *self.pcap, self.now);
+        let queued = self.tx.send_with(|buf| {
+            let n = f(buf);
+            if n == 0 {
+                return None;
+            }
+            if let Some(p) = pcap.as_mut() {
+                let _ = p.write(now, &buf[..n]);
+            }
+            Some(n)
+        });
+        self.sent += usize::from(queued == Some(true));
+        queued.is_some()
+    }
 }

@@ -8,8 +8,10 @@ pub mod link;
 pub mod net;
 pub mod pcap;
 pub mod rng;
+pub mod tx;
 
 pub use link::{Link, LinkConfig, LinkStats};
 pub use net::{ConnId, Network};
 pub use pcap::PcapSink;
 pub use rng::Rng;
+pub use tx::LinkFrames;

@@ -17,7 +17,7 @@ use crate::sim::link::{Link, LinkConfig};
 use crate::sim::pcap::PcapSink;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, State, SynOutcome};
+use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, SendError, State, SynOutcome};
 use crate::time::{Duration, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
@@ -273,6 +273,28 @@ impl Network {
     /// Every connection of a host, in creation order.
     pub fn conns(&self, host: usize) -> impl Iterator<Item = (ConnId, &Connection)> {
         self.hosts[host].slots.iter().enumerate().map(move |(slot, s)| (ConnId { host, slot }, &*s.conn))
+    }
+
+    /// The application's `send_with` as a shard runs it (`stack::send`):
+    /// when the connection can send new data at once, `f` writes straight
+    /// into the segment being built, which goes on the link now; otherwise
+    /// into the send buffer's free space. Returns how many bytes `f` wrote
+    /// and whether they went out at once.
+    pub fn send_with(&mut self, id: ConnId, max_len: usize, f: impl FnOnce(&mut [u8]) -> usize) -> Result<(usize, bool), SendError> {
+        let now = self.now;
+        let mut f = Some(f);
+        let mut write = |buf: &mut [u8]| f.take().map_or(0, |f| f(buf));
+        let conn = &mut self.hosts[id.host].slots[id.slot].conn;
+        if let Some((len, n)) = conn.transmit_with(now, &mut self.buf[HEADROOM..], max_len, &mut write) {
+            if n > 0 {
+                let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
+                let mut frame = self.buf[..HEADROOM + len].to_vec();
+                self.wrap(id.host, &mut frame, len, src, dst);
+                self.transmit(id.host, dst, frame);
+            }
+            return Ok((n, true));
+        }
+        Ok((conn.send_with(max_len, &mut write)?, false))
     }
 
     /// Lets every connection send, putting its frames on the links.

@@ -25,6 +25,7 @@
 //! (the peer retransmits it), windows stop growing.
 
 pub mod arp;
+pub mod send;
 pub mod table;
 pub mod wheel;
 
@@ -44,6 +45,8 @@ use crate::wire::{
 };
 
 use arp::NeighborCache;
+use send::Sender;
+pub use send::TxFrames;
 use table::{tuple, ConnTable, Entry};
 use wheel::TimerWheel;
 
@@ -202,6 +205,10 @@ pub struct ShardStats {
     pub retired_recoveries: u64,
     pub retired_loss_probes: u64,
     pub retired_undos: u64,
+    /// Bytes applications wrote with `Conn::send_with` straight into TX
+    /// frames (sent at once), and into send buffers (sent later).
+    pub send_with_direct_bytes: u64,
+    pub send_with_buffered_bytes: u64,
 }
 
 impl ShardStats {
@@ -344,9 +351,20 @@ impl<A: App> Shard<A> {
 
     /// Runs `f` on a connection, as the application sees it.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
+        self.with_conn_inner(Instant::ZERO, id, None, f)
+    }
+
+    /// [`Shard::with_conn`] with free TX frames lent: `Conn::send_with`
+    /// in `f` may write straight into them (see [`send`]).
+    pub fn with_conn_tx<R>(&mut self, now: Instant, id: ConnId, tx: &mut dyn TxFrames, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
+        self.with_conn_inner(now, id, Some(tx), f)
+    }
+
+    fn with_conn_inner<R>(&mut self, now: Instant, id: ConnId, mut tx: Option<&mut dyn TxFrames>, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
         let before = self.begin_call(id)?;
         let e = self.table.get_mut(id)?;
-        let r = f(&mut Conn::new(id, &mut e.conn, &mut e.state));
+        let mut tx = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+        let r = f(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut tx));
         self.touch(id);
         self.end_call(id, before);
         Some(r)
@@ -358,8 +376,8 @@ impl<A: App> Shard<A> {
     /// memory and reopens the window.
     pub fn resume_reading(&mut self, now: Instant, id: ConnId, app: &mut A) {
         let Some(before) = self.begin_call(id) else { return };
-        self.offer_buffered(id, app);
-        self.after_io(now, id, app);
+        self.offer_buffered(now, id, app, None);
+        self.after_io(now, id, app, None);
         self.end_call(id, before);
     }
 
@@ -573,9 +591,20 @@ impl<A: App> Shard<A> {
     /// segment that matches no connection and no listener is not reset but
     /// returned as `Verdict::Forward`, for the next core to look at.
     pub fn handle_frame_checked(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool) -> Verdict {
+        self.handle_frame_inner(now, frame, app, last_hop, None)
+    }
+
+    /// [`Shard::handle_frame_checked`] with free TX frames lent: during
+    /// the callbacks, `Conn::send_with` may write straight into them (see
+    /// [`send`]).
+    pub fn handle_frame_tx(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool, tx: &mut dyn TxFrames) -> Verdict {
+        self.handle_frame_inner(now, frame, app, last_hop, Some(tx))
+    }
+
+    fn handle_frame_inner(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool, tx: Option<&mut dyn TxFrames>) -> Verdict {
         self.last_hop = last_hop;
         self.verdict = Verdict::Done;
-        self.handle_frame_inner(now, frame, app);
+        self.handle_ethernet(now, frame, app, tx);
         if self.verdict == Verdict::Forward {
             self.stats.handoffs_out += 1;
         }
@@ -587,7 +616,7 @@ impl<A: App> Shard<A> {
         self.stats.handoffs_in += 1;
     }
 
-    fn handle_frame_inner(&mut self, now: Instant, frame: &[u8], app: &mut A) {
+    fn handle_ethernet(&mut self, now: Instant, frame: &[u8], app: &mut A, tx: Option<&mut dyn TxFrames>) {
         self.stats.frames_in += 1;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.stats.malformed += 1;
@@ -600,7 +629,7 @@ impl<A: App> Shard<A> {
         }
         match eth.ethertype() {
             EtherType::Arp => self.handle_arp(now, eth.src_addr(), &frame[ETH..]),
-            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr(), &frame[ETH..], app),
+            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr(), &frame[ETH..], app, tx),
             EtherType::Unknown(_) => self.stats.not_ours += 1,
         }
     }
@@ -633,7 +662,7 @@ impl<A: App> Shard<A> {
         }
     }
 
-    fn handle_ipv4(&mut self, now: Instant, src_mac: EthernetAddress, bytes: &[u8], app: &mut A) {
+    fn handle_ipv4(&mut self, now: Instant, src_mac: EthernetAddress, bytes: &[u8], app: &mut A, tx: Option<&mut dyn TxFrames>) {
         let Ok(packet) = Ipv4Packet::new_checked(bytes) else {
             self.stats.malformed += 1;
             return;
@@ -677,7 +706,7 @@ impl<A: App> Shard<A> {
         let payload = packet.payload();
         match repr.protocol {
             IpProtocol::Icmp => self.handle_icmp(src_mac, &repr, payload),
-            IpProtocol::Tcp => self.handle_tcp(now, &repr, payload, app),
+            IpProtocol::Tcp => self.handle_tcp(now, &repr, payload, app, tx),
             _ => self.stats.not_ours += 1,
         }
     }
@@ -700,7 +729,7 @@ impl<A: App> Shard<A> {
         self.push_control(frame);
     }
 
-    fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, bytes: &[u8], app: &mut A) {
+    fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, bytes: &[u8], app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
         let seg = match TcpPacket::new_checked(bytes) {
             Ok(p) => match TcpRepr::parse(&p, ip.src_addr, ip.dst_addr, true) {
                 Ok(s) => s,
@@ -728,15 +757,15 @@ impl<A: App> Shard<A> {
                 State::TimeWait if e.conn.time_wait_accepts_syn(&seg) => self.drop_conn(id),
                 State::Closed => self.drop_conn(id),
                 _ => {
-                    self.deliver(now, id, &seg, app);
+                    self.deliver(now, id, &seg, app, lend(&mut tx));
                     return;
                 }
             }
         }
-        self.handle_unmatched(now, local, remote, &seg, app);
+        self.handle_unmatched(now, local, remote, &seg, app, tx);
     }
 
-    fn handle_unmatched(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A) {
+    fn handle_unmatched(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
         let full = self.table.len() >= self.cfg.max_connections;
         let new_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
@@ -766,8 +795,8 @@ impl<A: App> Shard<A> {
                 if let Some(conn) = listener.on_cookie_ack(now, local, remote, seg) {
                     self.stats.passive_opens += 1;
                     let id = self.table.insert(new_entry(*conn, true));
-                    self.after_io(now, id, app);
-                    self.deliver(now, id, seg, app);
+                    self.after_io(now, id, app, lend(&mut tx));
+                    self.deliver(now, id, seg, app, tx);
                     return;
                 }
             }
@@ -789,7 +818,7 @@ impl<A: App> Shard<A> {
 
     /// Feeds a segment to a connection; in-order payload goes to the
     /// application in place.
-    fn deliver(&mut self, now: Instant, id: ConnId, seg: &TcpRepr<'_>, app: &mut A) {
+    fn deliver(&mut self, now: Instant, id: ConnId, seg: &TcpRepr<'_>, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
         let Some(e) = self.table.get_mut(id) else { return };
         if e.half_open && e.conn.state() == State::SynReceived && seg.flags.ack() {
             let port = e.conn.local().port();
@@ -808,17 +837,18 @@ impl<A: App> Shard<A> {
             if !e.announced && e.conn.state().is_synchronized() {
                 e.conn.complete_direct(direct);
             } else {
-                let n = app.on_data(&mut Conn::new(id, &mut e.conn, &mut e.state), direct).min(direct.len());
+                let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+                let n = app.on_data(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out), direct).min(direct.len());
                 e.conn.complete_direct(&direct[n..]);
             }
         }
-        self.after_io(now, id, app);
+        self.after_io(now, id, app, tx);
         self.end_call(id, before);
     }
 
     /// Runs the application callbacks for a connection's events and keeps
     /// its bookkeeping (dirty list, timer, TIME_WAIT count) current.
-    fn after_io(&mut self, now: Instant, id: ConnId, app: &mut A) {
+    fn after_io(&mut self, now: Instant, id: ConnId, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
         loop {
             let Some(e) = self.table.get_mut(id) else { return };
             let Some(ev) = e.conn.poll_event() else { break };
@@ -832,32 +862,35 @@ impl<A: App> Shard<A> {
                         }
                     }
                     e.announced = true;
-                    let mut c = Conn::new(id, &mut e.conn, &mut e.state);
+                    let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+                    let mut c = Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out);
                     if e.passive {
                         app.on_accept(&mut c);
                     } else {
                         app.on_connected(&mut c);
                     }
                     // Data that arrived with the handshake waits in the buffer.
-                    self.offer_buffered(id, app);
+                    self.offer_buffered(now, id, app, lend(&mut tx));
                 }
-                Event::Readable => self.offer_buffered(id, app),
+                Event::Readable => self.offer_buffered(now, id, app, lend(&mut tx)),
                 Event::Writable => {
                     // Data the application left unread for lack of send space
                     // (an echo) is offered again now that there is space;
                     // then `on_writable`, which so sees the receive queue as
                     // it is (an echo whose peer has closed closes there once
                     // it has read everything).
-                    self.offer_buffered(id, app);
+                    self.offer_buffered(now, id, app, lend(&mut tx));
                     if let Some(e) = self.table.get_mut(id) {
-                        app.on_writable(&mut Conn::new(id, &mut e.conn, &mut e.state));
+                        let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+                        app.on_writable(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out));
                     }
                 }
                 Event::PeerClosed => {
                     // Anything still buffered comes before the FIN.
-                    self.offer_buffered(id, app);
+                    self.offer_buffered(now, id, app, lend(&mut tx));
                     if let Some(e) = self.table.get_mut(id) {
-                        app.on_peer_closed(&mut Conn::new(id, &mut e.conn, &mut e.state));
+                        let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+                        app.on_peer_closed(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out));
                     }
                 }
                 Event::Closed(_) => {
@@ -876,7 +909,7 @@ impl<A: App> Shard<A> {
 
     /// Offers buffered received data to the application (copied out of the
     /// ring into scratch, so the callback may use the connection freely).
-    fn offer_buffered(&mut self, id: ConnId, app: &mut A) {
+    fn offer_buffered(&mut self, now: Instant, id: ConnId, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
         let Some(e) = self.table.get_mut(id) else { return };
         if !e.announced {
             return;
@@ -890,7 +923,8 @@ impl<A: App> Shard<A> {
             self.scratch.extend_from_slice(a);
             self.scratch.extend_from_slice(b);
             e.conn.begin_read();
-            let n = app.on_data(&mut Conn::new(id, &mut e.conn, &mut e.state), &self.scratch).min(self.scratch.len());
+            let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+            let n = app.on_data(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out), &self.scratch).min(self.scratch.len());
             e.conn.end_read(n);
             if n == 0 {
                 return;
@@ -976,7 +1010,7 @@ impl<A: App> Shard<A> {
             if e.conn.poll_timeout().is_some_and(|t| t <= now) {
                 e.conn.handle_timeout(now);
             }
-            self.after_io(now, id, app);
+            self.after_io(now, id, app, None);
             self.end_call(id, before);
         }
         self.expired = expired;
@@ -1081,13 +1115,11 @@ impl<A: App> Shard<A> {
     }
 
     fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-        if self.cfg.on_link(dst) { Some(dst) } else { self.cfg.gateway }
+        send::next_hop(&self.cfg, dst)
     }
 
     fn wrap(&self, buf: &mut [u8], tcp_len: usize, src: Ipv4Addr, dst: Ipv4Addr, mac: EthernetAddress) {
-        Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp_len, ttl: 64 }
-            .emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..]));
-        EthernetRepr { src_addr: self.cfg.mac, dst_addr: mac, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+        send::wrap(&self.cfg, buf, tcp_len, src, dst, mac);
     }
 
     fn push_control(&mut self, frame: Vec<u8>) {
@@ -1128,6 +1160,14 @@ impl<A: App> Shard<A> {
             target_protocol_addr: ip,
         };
         self.push_arp(EthernetAddress::BROADCAST, &req);
+    }
+}
+
+/// Reborrows lent TX frames for a shorter call.
+fn lend<'b>(tx: &'b mut Option<&mut dyn TxFrames>) -> Option<&'b mut dyn TxFrames> {
+    match tx {
+        Some(t) => Some(&mut **t as &mut dyn TxFrames),
+        None => None,
     }
 }
 

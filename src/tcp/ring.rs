@@ -191,6 +191,26 @@ impl RingBuffer {
         n
     }
 
+    /// Lets `f` write up to `max` bytes in place at the end of the readable
+    /// region, and makes what it says it wrote (clamped) readable. `f` gets
+    /// one contiguous piece of the free space: less than `max` when the
+    /// free space wraps (a second call gets the rest) or the limit is near.
+    /// Returns how much was appended.
+    pub fn push_with(&mut self, max: usize, f: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        let want = max.min(self.free());
+        if want == 0 {
+            return 0;
+        }
+        let end = self.len + want;
+        self.reserve(end.max(self.written));
+        let start = self.index(self.len);
+        let piece = want.min(self.storage.len() - start);
+        let n = f(&mut self.storage[start..start + piece]).min(piece);
+        self.len += n;
+        self.written = self.written.max(self.len);
+        n
+    }
+
     /// Writes `data` at `offset` bytes past the readable region without making
     /// it readable, clipped to the limit; returns how much was written.
     pub fn write_unallocated(&mut self, offset: usize, data: &[u8]) -> usize {
@@ -270,6 +290,41 @@ mod tests {
         assert_eq!(r.enqueue_unallocated(6), 6);
         let (a, b) = r.as_slices();
         assert_eq!([a, b].concat(), b"abcdefgh");
+    }
+
+    #[test]
+    fn push_with_writes_in_place_across_the_wrap() {
+        let mut r = RingBuffer::new(8192);
+        assert_eq!(r.push(&[0; 3000]), 3000);
+        assert_eq!(r.consume(2000), 2000); // head at 2000 of 4096, 1000 held
+        // The free space wraps at 4096: the first piece ends there.
+        let n = r.push_with(1596, |buf| {
+            assert_eq!(buf.len(), 1096);
+            buf.fill(2);
+            buf.len()
+        });
+        assert_eq!(n, 1096);
+        // The next call gets the rest, at the start of the storage; the
+        // application may write less than it was offered.
+        let n = r.push_with(500, |buf| {
+            assert_eq!(buf.len(), 500);
+            buf[..300].fill(3);
+            300
+        });
+        assert_eq!(n, 300);
+        let (a, b) = r.as_slices();
+        let all = [a, b].concat();
+        assert_eq!(all.len(), 2396);
+        assert!(all[..1000].iter().all(|&x| x == 0));
+        assert!(all[1000..2096].iter().all(|&x| x == 2));
+        assert!(all[2096..].iter().all(|&x| x == 3));
+        // Growing keeps what is held; the limit holds, and a claim beyond
+        // what was offered is clamped.
+        let n = r.push_with(usize::MAX, |buf| buf.len() + 100);
+        assert_eq!(n, 8192 - 2396);
+        assert_eq!(r.len(), 8192);
+        assert_eq!(r.slices_at(1000, 1).0, &[2]);
+        assert_eq!(r.push_with(10, |_| unreachable!("no space offered")), 0);
     }
 
     #[derive(Debug, Clone)]

@@ -57,7 +57,9 @@ pub trait Rings {
     /// Sent frames waiting on the completion ring (reads the producer index).
     fn comp_avail_exact(&mut self) -> u32;
 
-    /// The frame `desc` holds.
+    /// The frame `desc` holds. The slice lies in the UMEM's memory, not in
+    /// `self`: it stays valid while `self` is used mutably (other frames
+    /// written, rings moved), which `XskQueue::recv_with_tx` relies on.
     ///
     /// # Safety
     /// The frame is ours (off the RX ring and not yet given back), and no

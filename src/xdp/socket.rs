@@ -426,6 +426,13 @@ impl<R: Rings> XskQueue<R> {
     /// Hands each received frame (at most `max`) to `f`, then gives the
     /// frames back to the kernel's fill ring.
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.recv_with_tx(max, |frame, _| f(frame))
+    }
+
+    /// [`XskQueue::recv`], lending `f` the queue's TX side with each
+    /// received frame: it may write and queue frames to send (a reply
+    /// straight into a TX frame) while it still reads the received one.
+    pub fn recv_with_tx(&mut self, max: usize, mut f: impl FnMut(&[u8], &mut XskTx<'_, R>)) -> usize {
         let max = max.min(self.rx_descs.len());
         let n = self.rings.consume_rx(&mut self.rx_descs[..max]);
         if n == 0 {
@@ -435,7 +442,14 @@ impl<R: Rings> XskQueue<R> {
         for d in &self.rx_descs[..n] {
             // SAFETY: the kernel handed this frame to us; we read it before
             // giving it back below.
-            f(unsafe { self.rings.data(d) });
+            let frame: *const [u8] = unsafe { self.rings.data(d) };
+            let mut tx = XskTx { rings: &mut self.rings, free: &mut self.free, tx_in_flight: &mut self.tx_in_flight, stats: &mut self.stats };
+            // SAFETY: the slice lies in the UMEM's memory, not in `self.rings`
+            // (the `Rings::data` contract), so it stays valid while `tx`
+            // borrows the rings; the frame is ours until `produce_fill`
+            // below, and `tx` writes only frames off the free list, which
+            // this one is not on. So nothing writes it while `f` reads it.
+            f(unsafe { &*frame }, &mut tx);
         }
         self.stats.rx_frames += n as u64;
         // SAFETY: these frames came off the RX ring and nothing refers to
@@ -458,28 +472,12 @@ impl<R: Rings> XskQueue<R> {
     /// `Some(false)` if `f` had nothing, `None` if no frame or ring slot was
     /// free (then `f` is not called, so nothing it would have sent is lost).
     pub fn send_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
-        if !self.rings.tx_has_room() {
-            return None;
-        }
-        let Some(Frame(mut desc)) = self.free.pop() else {
-            self.stats.tx_no_frame += 1;
-            return None;
-        };
-        // SAFETY: we own this frame (it came from the free list).
-        let len = unsafe { self.rings.write(&mut desc, f) };
-        if len == 0 {
-            self.free.push(Frame(desc));
-            return Some(false);
-        }
-        // SAFETY: the frame holds a complete frame of `len` bytes; after this
-        // the kernel owns it until it appears on the completion ring.
-        if !unsafe { self.rings.produce_tx(&desc) } {
-            self.free.push(Frame(desc));
-            return None;
-        }
-        self.tx_in_flight += 1;
-        self.stats.tx_frames += 1;
-        Some(true)
+        self.tx().send_with(f)
+    }
+
+    /// The TX side, borrowed.
+    pub fn tx(&mut self) -> XskTx<'_, R> {
+        XskTx { rings: &mut self.rings, free: &mut self.free, tx_in_flight: &mut self.tx_in_flight, stats: &mut self.stats }
     }
 
     /// Kicks transmission, and takes back frames the kernel has sent.
@@ -513,6 +511,44 @@ impl<R: Rings> XskQueue<R> {
         // the frame check below reports it.
         self.tx_in_flight -= n.min(self.tx_in_flight);
         self.check_frames();
+    }
+}
+
+/// A queue's TX side, borrowed ([`XskQueue::tx`]): free frames written in
+/// place and queued on the TX ring. [`XskQueue::recv_with_tx`] lends it
+/// while a received frame is being looked at.
+pub struct XskTx<'a, R: Rings> {
+    rings: &'a mut R,
+    free: &'a mut Vec<Frame<R::Desc>>,
+    tx_in_flight: &'a mut usize,
+    stats: &'a mut QueueStats,
+}
+
+impl<R: Rings> XskTx<'_, R> {
+    /// [`XskQueue::send_with`].
+    pub fn send_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
+        if !self.rings.tx_has_room() {
+            return None;
+        }
+        let Some(Frame(mut desc)) = self.free.pop() else {
+            self.stats.tx_no_frame += 1;
+            return None;
+        };
+        // SAFETY: we own this frame (it came from the free list).
+        let len = unsafe { self.rings.write(&mut desc, f) };
+        if len == 0 {
+            self.free.push(Frame(desc));
+            return Some(false);
+        }
+        // SAFETY: the frame holds a complete frame of `len` bytes; after this
+        // the kernel owns it until it appears on the completion ring.
+        if !unsafe { self.rings.produce_tx(&desc) } {
+            self.free.push(Frame(desc));
+            return None;
+        }
+        *self.tx_in_flight += 1;
+        self.stats.tx_frames += 1;
+        Some(true)
     }
 }
 

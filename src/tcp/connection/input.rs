@@ -26,7 +26,7 @@ impl Connection {
     /// [`Connection::complete_direct`] before making any other call.
     pub fn handle_segment_direct<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
         debug_assert!(self.flags & F_DIRECT_PENDING == 0, "complete_direct was not called");
-        self.flags &= !F_DIRECT_PENDING;
+        self.flags &= !(F_DIRECT_PENDING | F_DIRECT_OVER_BUDGET);
         self.stats.segs_in = self.stats.segs_in.wrapping_add(1);
         match self.state {
             State::Closed | State::Listen => &[],
@@ -45,7 +45,7 @@ impl Connection {
         if self.flags & F_DIRECT_PENDING == 0 {
             return;
         }
-        self.flags &= !F_DIRECT_PENDING;
+        self.flags &= !(F_DIRECT_PENDING | F_DIRECT_OVER_BUDGET);
         let mut unconsumed = unconsumed;
         let room = self.budget_memory as usize;
         if unconsumed.len() > room {
@@ -70,6 +70,7 @@ impl Connection {
         if self.state != State::Closed {
             self.maybe_take_fin(self.last_rx);
         }
+        self.window_update_after_held();
         if self.flags & F_CLOSE_DEFERRED != 0 {
             self.flags &= !F_CLOSE_DEFERRED;
             self.close();
@@ -326,7 +327,9 @@ impl Connection {
         // `complete_direct` (see there): RCV.NXT is final only then, and so
         // that call takes the FIN. Otherwise the FIN counts now, before the
         // application sees the data, as always.
-        if !(self.flags & F_DIRECT_PENDING != 0 && direct.len() > self.budget_memory as usize) {
+        if self.flags & F_DIRECT_PENDING != 0 && direct.len() > self.budget_memory as usize {
+            self.flags |= F_DIRECT_OVER_BUDGET;
+        } else {
             self.maybe_take_fin(now);
         }
         direct

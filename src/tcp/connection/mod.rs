@@ -22,6 +22,19 @@
 //! the application did not consume through [`Connection::complete_direct`],
 //! before any other call on this connection.
 //!
+//! # Sending without a copy
+//! [`Connection::send`] copies the caller's bytes into the send buffer, and
+//! `poll_transmit` copies them again into the segment. With
+//! [`Connection::transmit_with`] the application writes new data straight
+//! into the payload of the segment being built (in the caller's TX frame),
+//! when that data is exactly what `poll_transmit` would send next; the
+//! send buffer gets one copy, for retransmission. When it declines,
+//! [`Connection::send_with`] lets the application write into the send
+//! buffer's free space instead. Called during a direct delivery, it
+//! acknowledges the data being delivered but offers no new window until
+//! `complete_direct` (which then sends a window update if the window the
+//! peer sees has halved).
+//!
 //! # Shard-wide limits
 //! A connection caps its own buffers (`send_buffer`, `recv_buffer`); limits
 //! shared by all connections of a shard (reassembly memory, receive-memory
@@ -181,6 +194,8 @@ const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
 const F_UNDO: u32 = 1 << 17; // this fast recovery's reduction may yet prove spurious
 const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmission's time
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
+const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
+const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -612,6 +627,23 @@ impl Connection {
             self.flags |= F_WANT_WRITABLE;
         }
         Ok(n)
+    }
+
+    /// Lets `f` write up to `max_len` bytes in place into the send buffer's
+    /// free space (one contiguous piece: less when the buffer wraps or is
+    /// nearly full) and queues what it says it wrote; returns how much.
+    /// As `send` without the caller's own buffer: one copy fewer. When the
+    /// buffer had less room than `max_len`, `Event::Writable` follows once
+    /// space frees. See also [`Connection::transmit_with`], which writes
+    /// into the outgoing segment when the data can go at once.
+    pub fn send_with(&mut self, max_len: usize, f: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, SendError> {
+        if !self.can_send() {
+            return Err(SendError::InvalidState);
+        }
+        if self.tx.free() < max_len {
+            self.flags |= F_WANT_WRITABLE;
+        }
+        Ok(self.tx.push_with(max_len, f))
     }
 
     /// Received bytes in order, as up to two slices (the buffer wraps).

@@ -61,6 +61,90 @@ impl Connection {
         None
     }
 
+    /// How many bytes of new data [`Connection::transmit_with`] would let
+    /// the application write now (at most `max_len`), and the congestion
+    /// window's room; `None` when it would decline and the data should go
+    /// through the send buffer instead.
+    ///
+    /// It declines unless new data is exactly what `poll_transmit` would
+    /// send next: ESTABLISHED or CLOSE-WAIT, nothing unsent queued ahead, no
+    /// loss recovery, RST or loss probe pending, Nagle not holding data
+    /// back, room in the peer's window, the congestion window and the send
+    /// buffer (which keeps a copy for retransmission). As `plan_data`, a
+    /// segment the windows would cut below what the application offers
+    /// waits in the buffer unless it is at least half the largest window
+    /// seen (sender SWS avoidance, RFC 1122 §4.2.3.4).
+    fn direct_limits(&self, max_len: usize) -> Option<(usize, usize)> {
+        if !matches!(self.state, State::Established | State::CloseWait)
+            || self.flags & (F_FIN_QUEUED | F_SEND_RST | F_LOSS_PROBE | F_RXT_UNA | F_DIRECT_OVER_BUDGET) != 0
+            || self.recovery != Recovery::None
+            || self.unsent_data() > 0
+            || (self.config.nagle && self.snd_max != self.snd_una)
+        {
+            return None;
+        }
+        let want = max_len.min(usize::from(self.smss)).min(self.tx.free());
+        if want == 0 {
+            return None;
+        }
+        let wnd_room = (self.snd_una + self.snd_wnd as usize) - self.snd_nxt;
+        let limited_transmit = if self.flags & F_SACK_OK == 0 { usize::from(self.dupacks.min(2)) * usize::from(self.smss) } else { 0 };
+        let cwnd_room = (self.cc.window() + limited_transmit).saturating_sub(self.pipe());
+        let net = wnd_room.min(cwnd_room);
+        let half_window = self.max_snd_wnd > 0 && net as u32 >= self.max_snd_wnd / 2;
+        if net == 0 || (net < want && !half_window) {
+            return None;
+        }
+        Some((want.min(net), cwnd_room))
+    }
+
+    /// Whether [`Connection::transmit_with`] would send now (see there).
+    pub fn can_transmit_with(&self, max_len: usize) -> bool {
+        self.direct_limits(max_len).is_some()
+    }
+
+    /// Sends new data that `f` writes in place: the application's bytes go
+    /// straight into the segment being built in `buf` (a TX frame, after
+    /// the room for the link and IPv4 headers), and from there into the
+    /// send buffer, which keeps them for retransmission. `f` gets up to
+    /// `max_len` bytes (one segment at most) and returns how many it wrote.
+    ///
+    /// The segment is accounted exactly as `poll_transmit` would account
+    /// it (SND.NXT, RTT sampling, the scoreboard, the retransmission and
+    /// loss-probe timers, the ACK it carries). During a direct delivery
+    /// (from `on_data`) it acknowledges the data being delivered and offers
+    /// no new window (see `advertise_window`).
+    ///
+    /// Returns `None`, without calling `f`, when new data cannot go now (see
+    /// `can_transmit_with`) or `buf` has no room for it; the caller then
+    /// queues the data instead. Otherwise `Some((segment length, payload
+    /// length))`; a payload of 0 means `f` wrote nothing and `buf` holds no
+    /// segment.
+    pub fn transmit_with(&mut self, now: Instant, buf: &mut [u8], max_len: usize, f: impl FnOnce(&mut [u8]) -> usize) -> Option<(usize, usize)> {
+        let (room, cwnd_room) = self.direct_limits(max_len)?;
+        let flags = TcpFlags::ACK | TcpFlags::PSH;
+        let options = self.segment_options(now, flags);
+        let header_len = header_len(&options);
+        let room = room.min(buf.len().saturating_sub(header_len));
+        if room == 0 {
+            return None;
+        }
+        let n = f(&mut buf[header_len..header_len + room]).min(room);
+        if n == 0 {
+            return Some((0, 0));
+        }
+        // The one copy: the send buffer keeps the bytes for retransmission.
+        let kept = self.tx.push(&buf[header_len..header_len + n]);
+        debug_assert_eq!(kept, n, "direct_limits checked the send buffer's room");
+        if cwnd_room <= n {
+            self.flags |= F_CWND_LIMITED;
+        }
+        let seq = self.snd_nxt;
+        let total = self.finish_segment(buf, seq, n, flags, options);
+        self.account_sent(now, Plan { seq, len: n, flags, retransmit: false, probe: false });
+        Some((total, n))
+    }
+
     fn plan_syn(&mut self, flags: TcpFlags) -> Option<Plan> {
         if self.snd_nxt != self.iss {
             return None; // already sent; the retransmission timer resets snd_nxt
@@ -251,6 +335,13 @@ impl Connection {
 
     fn send_plan(&mut self, now: Instant, buf: &mut [u8], plan: Plan) -> usize {
         let n = self.emit(now, buf, plan.seq, plan.len, plan.flags, true);
+        self.account_sent(now, plan);
+        n
+    }
+
+    /// The bookkeeping of a segment sent: SND.NXT and SND.MAX, the
+    /// scoreboard, RTT timing, the retransmission and loss-probe timers.
+    fn account_sent(&mut self, now: Instant, plan: Plan) {
         let end = plan.seq + plan.len + plan.flags.syn() as usize + plan.flags.fin() as usize;
         let new_data = end > self.snd_max;
         if plan.retransmit {
@@ -287,7 +378,6 @@ impl Connection {
             // RFC 8985 §7.2: new data restarts the probe timer.
             self.arm_loss_probe(now);
         }
-        n
     }
 
     /// The window to advertise, with receiver SWS avoidance (RFC 1122
@@ -297,6 +387,16 @@ impl Connection {
     /// caps `rcv_ssthresh` (tcp_clamp_window): an edge already advertised
     /// beyond it stays where it is, only new space is withheld.
     fn advertise_window(&mut self) -> u16 {
+        if self.flags & F_DIRECT_PENDING != 0 {
+            // A segment sent during a direct delivery (`transmit_with` from
+            // the callback): the receive buffer does not hold yet what the
+            // application will leave unread, so no new space is offered;
+            // the edge already advertised stands (it covered this data).
+            self.flags |= F_WINDOW_HELD;
+            let wnd = self.rcv_adv - self.rcv_nxt;
+            return (wnd >> self.rcv_wscale).min(u16::MAX as usize) as u16;
+        }
+        self.flags &= !F_WINDOW_HELD;
         let free = self.rx.limit() - self.rx.len();
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
         let grown = |adv: SeqNumber, room: usize| {
@@ -316,6 +416,27 @@ impl Connection {
         let wnd = self.rcv_adv - self.rcv_nxt;
         let field = (wnd >> self.rcv_wscale).min(u16::MAX as usize);
         field as u16
+    }
+
+    /// After a direct delivery during which a segment went out without
+    /// growing the window (see `advertise_window`): if the window the peer
+    /// now sees is at most half of what it could be, send an update, as a
+    /// read that frees that much would (Linux's rule in tcp_cleanup_rbuf).
+    /// Otherwise an echo that answers every segment at once would shrink
+    /// the peer's window with each one until it closed.
+    pub(super) fn window_update_after_held(&mut self) {
+        if self.flags & F_WINDOW_HELD == 0 {
+            return;
+        }
+        self.flags &= !F_WINDOW_HELD;
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return;
+        }
+        let advertised = self.rcv_adv - self.rcv_nxt;
+        let offer = (self.rx.limit() - self.rx.len()).min(self.budget_window as usize);
+        if offer >= 2 * advertised && offer - advertised >= usize::from(self.smss) {
+            self.flags |= F_ACK_NOW;
+        }
     }
 
     /// Sends a window update when reading opened the window enough to matter.
@@ -365,8 +486,9 @@ impl Connection {
         blocks
     }
 
-    /// Writes one segment. Every segment but a SYN carries our ACK.
-    fn emit(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber, len: usize, flags: TcpFlags, with_payload: bool) -> usize {
+    /// The options of our next segment with `flags`: timestamps, the SYN's
+    /// options, SACK blocks.
+    fn segment_options(&self, now: Instant, flags: TcpFlags) -> TcpOptions {
         let syn = flags.syn();
         let mut options = TcpOptions::default();
         let ts_on = if syn { self.config.timestamps && (self.state == State::SynSent || self.flags & F_TS_OK != 0) } else { self.flags & F_TS_OK != 0 };
@@ -384,6 +506,29 @@ impl Connection {
         } else if !flags.rst() {
             options.sack_blocks = self.sack_blocks(if ts_on { 3 } else { 4 });
         }
+        options
+    }
+
+    /// Writes one segment. Every segment but a SYN carries our ACK.
+    fn emit(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber, len: usize, flags: TcpFlags, with_payload: bool) -> usize {
+        let options = self.segment_options(now, flags);
+        let header_len = header_len(&options);
+        let room = buf.len().saturating_sub(header_len);
+        let len = if with_payload { len.min(room) } else { 0 };
+        if len > 0 {
+            let offset = seq - self.tx_seq;
+            let (a, b) = self.tx.slices_at(offset, len);
+            buf[header_len..header_len + a.len()].copy_from_slice(a);
+            buf[header_len + a.len()..header_len + a.len() + b.len()].copy_from_slice(b);
+        }
+        self.finish_segment(buf, seq, len, flags, options)
+    }
+
+    /// Writes the header of a segment whose `len` payload bytes are already
+    /// in place after it (`options` from `segment_options`), checksums it,
+    /// and notes the ACK it carries. Returns the segment's length.
+    fn finish_segment(&mut self, buf: &mut [u8], seq: SeqNumber, len: usize, flags: TcpFlags, options: TcpOptions) -> usize {
+        let syn = flags.syn();
         let window = if syn {
             // RFC 7323 §2.2: a SYN's window is never scaled.
             let free = (self.rx.limit() - self.rx.len()).min(u16::MAX as usize);
@@ -412,15 +557,7 @@ impl Connection {
             payload: &[],
         };
         let header_len = repr.header_len();
-        let room = buf.len().saturating_sub(header_len);
-        let len = if with_payload { len.min(room) } else { 0 };
         repr.emit_header(&mut buf[..header_len]);
-        if len > 0 {
-            let offset = seq - self.tx_seq;
-            let (a, b) = self.tx.slices_at(offset, len);
-            buf[header_len..header_len + a.len()].copy_from_slice(a);
-            buf[header_len + a.len()..header_len + a.len() + b.len()].copy_from_slice(b);
-        }
         let total = header_len + len;
         TcpPacket::new_unchecked(&mut buf[..total]).fill_checksum(*self.local.ip(), *self.remote.ip());
 
@@ -433,4 +570,9 @@ impl Connection {
         }
         total
     }
+}
+
+/// The length of a TCP header carrying `options`.
+fn header_len(options: &TcpOptions) -> usize {
+    crate::wire::tcp::HEADER_LEN + options.len()
 }
