@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rx_queue_count, secret, stack_config};
+use xdptcp::runtime::host::{apply_mtu, iface_mtu, not_root, parse_bytes, read_sys, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::Shard;
@@ -92,6 +92,9 @@ struct Connect {
     xdp_mode: Mode,
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// The MTU to send with (MSS = MTU − 40) [default: the interface's].
+    #[arg(long)]
+    mtu: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +122,11 @@ struct Serve {
     cores: Vec<usize>,
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: Mode,
+    /// The MTU to send with (MSS = MTU − 40), at most the interface's
+    /// [default: the interface's]. Above 2034 packets span several UMEM
+    /// frames (multi-buffer AF_XDP).
+    #[arg(long)]
+    mtu: Option<usize>,
     /// Write every frame received and sent to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
@@ -211,6 +219,24 @@ fn xdp_mode(m: Mode) -> XdpMode {
     }
 }
 
+/// The AF_XDP queues' configuration for the stack `cfg` on `iface`: they
+/// take frames as large as the interface's MTU allows (the peer may send
+/// them, ICMP for one), whatever the stack sends with.
+fn queue_config(iface: &str, cfg: &xdptcp::stack::StackConfig) -> Result<QueueConfig, String> {
+    let link = iface_mtu(iface)?.max(cfg.mtu);
+    let q = QueueConfig { mtu: link as u32, ..QueueConfig::default() };
+    if q.multi_buffer() {
+        log::info!(
+            "MTU {} on {iface} (stack sends with {}, MSS {}): multi-buffer AF_XDP (XDP_USE_SG), packets over {} bytes span chains of UMEM frames",
+            link,
+            cfg.mtu,
+            cfg.tcp.mss,
+            q.frame_capacity()
+        );
+    }
+    Ok(q)
+}
+
 fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
     let Some(p) = path else { return Ok(None) };
     let path = if queues > 1 { p.with_extension(format!("q{queue}.pcap")) } else { p.clone() };
@@ -221,7 +247,9 @@ fn connect(c: &Connect) -> Result<(), String> {
     if not_root() {
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
-    let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
+    let mut cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
+    apply_mtu(&mut cfg, &c.iface, c.mtu)?;
+    let qcfg = queue_config(&c.iface, &cfg)?;
     let queues = rx_queue_count(&c.iface)?;
     let mut program = SteerProgram::attach(&c.iface, cfg.ip, 1, 0, xdp_mode(c.xdp_mode)).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -235,7 +263,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
-        let queue = XskQueue::open(&c.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        let queue = XskQueue::open(&c.iface, q, qcfg).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
         let handoff = ring.next().expect("one per queue");
         let shard = Shard::<EchoClient>::new(cfg.clone(), key);
@@ -268,7 +296,12 @@ fn connect(c: &Connect) -> Result<(), String> {
     let app = EchoClient::new(c.bytes, c.conns, Some(stop.clone()));
     let (_ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
     let pcap = open_capture(&c.pcap, 0, 1)?;
-    let (shard, app, _queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx, handoff);
+    let (shard, app, queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx, handoff);
+    let xs = queue.stats();
+    println!(
+        "largest frame received {} B, sent {} B; chains received {}, sent {} (MTU {}, MSS {})",
+        xs.rx_largest, xs.tx_largest, xs.rx_chains, xs.tx_chains, cfg.mtu, cfg.tcp.mss
+    );
     let _ = timer.join();
     for h in helpers {
         let _ = h.join();
@@ -288,6 +321,8 @@ where
     }
     let mut cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
     s.apply_caps(&mut cfg)?;
+    apply_mtu(&mut cfg, &s.iface, s.mtu)?;
+    let qcfg = queue_config(&s.iface, &cfg)?;
     let ip = cfg.ip;
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
@@ -313,7 +348,7 @@ where
     let mut ring = Handoff::ring(queues as usize).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
-        let mut queue = XskQueue::open(&s.iface, q, QueueConfig::default()).map_err(|e| e.to_string())?;
+        let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
         program.register(q, queue.fd()).map_err(|e| e.to_string())?;
         if let Some(usecs) = s.busy_poll {
             match queue.enable_busy_poll(usecs, 64) {
@@ -459,6 +494,9 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "zero_copy_sockets": u64::from(w.zero_copy),
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
+            // Multi-buffer: packets in several UMEM frames; the largest frames (bytes, max over queues in the total).
+            "xsk_rx_chains": w.xsk.rx_chains, "xsk_tx_chains": w.xsk.tx_chains, "xsk_rx_chains_dropped": w.xsk.rx_chains_dropped,
+            "xsk_rx_largest_frame": w.xsk.rx_largest, "xsk_tx_largest_frame": w.xsk.tx_largest,
             // Counted by the kernel on the socket: frames dropped before the stack saw them.
             "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
             "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
@@ -499,10 +537,13 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             if k == "queue" {
                 continue;
             }
-            // Flags hold for the total if they hold for every queue; counters add up.
+            // Flags hold for the total if they hold for every queue; the
+            // largest frames are the largest of any queue; counters add up.
+            let before = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0);
             let sum = match v.as_bool() {
                 Some(b) => serde_json::json!(b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
-                None => serde_json::json!(total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0)),
+                None if k.ends_with("_largest_frame") => serde_json::json!(before.max(v.as_u64().unwrap_or(0))),
+                None => serde_json::json!(before + v.as_u64().unwrap_or(0)),
             };
             total.insert(k.clone(), sum);
         }

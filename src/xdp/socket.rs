@@ -11,6 +11,23 @@
 //! (see [`FrameCounts`]); debug builds check it after every `recv` and
 //! `flush`.
 //!
+//! # Multi-buffer (jumbo frames)
+//! When the largest frame (MTU + 14) does not fit in one UMEM frame, the
+//! socket is bound with XDP_USE_SG and a packet may span several frames,
+//! its descriptors chained by XDP_PKT_CONTD on all but the last
+//! (Documentation/networking/af_xdp.rst, "Multi-Buffer Support").
+//! - RX: the kernel posts a packet's descriptors all at once, but a batch
+//!   taken off the ring may end inside a chain. A single-descriptor packet
+//!   is handed over in place, as before; a chain is copied into a scratch
+//!   buffer, across batches if need be, and handed over whole. Its frames go
+//!   back to the fill ring straight away, so no frame is held.
+//! - TX: with multi-buffer on, the sender writes into a scratch buffer of
+//!   MTU + 14 bytes; what fits one frame is copied into one, anything longer
+//!   is split over a chain. The chain goes on the TX ring whole or not at
+//!   all, and only once the ring has room and the free list has frames for
+//!   the longest chain the MTU can need, so a full ring never splits a
+//!   packet and the sender's frame is never lost.
+//!
 //! The logic is generic over the [`Rings`] backend: xsk-rs in production,
 //! a fake kernel over anonymous memory in the unit tests.
 
@@ -27,6 +44,16 @@ use super::rings::{Rings, XskRings};
 const MAX_KICKS: u32 = 64;
 /// Received frames taken per `recv` at most.
 const RX_BATCH: usize = 64;
+/// Frames one packet may span: the kernel builds a copy-mode TX packet as
+/// an skb of at most MAX_SKB_FRAGS (17) fragments and refuses longer
+/// chains as invalid descriptors. We never post a longer chain.
+pub const MAX_CHAIN: usize = 17;
+/// The largest packet a received chain is reassembled into: a full IPv4
+/// datagram behind an Ethernet header. Longer chains are dropped, counted.
+const RX_MAX: usize = 14 + 65535;
+/// The kernel's XDP_PACKET_HEADROOM, kept free at the start of each frame
+/// in copy mode: a frame's packet data is the frame size less this.
+const XDP_HEADROOM: u32 = 256;
 
 /// A frame of UMEM that we own.
 pub struct Frame<D>(D);
@@ -36,11 +63,26 @@ pub struct QueueConfig {
     pub frames: u32,
     pub frame_size: u32,
     pub ring_size: u32,
+    /// The link's MTU: frames up to MTU + 14 bytes are sent and received.
+    /// Above what one frame holds (frame size − 256), the socket binds
+    /// with XDP_USE_SG and packets span chains of frames.
+    pub mtu: u32,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { frames: 8192, frame_size: 2048, ring_size: 2048 }
+        QueueConfig { frames: 8192, frame_size: 2048, ring_size: 2048, mtu: 1500 }
+    }
+}
+
+impl QueueConfig {
+    /// Packet bytes one frame holds in copy mode.
+    pub fn frame_capacity(&self) -> usize {
+        self.frame_size.saturating_sub(XDP_HEADROOM) as usize
+    }
+    /// Whether a full-MTU frame needs several UMEM frames (XDP_USE_SG).
+    pub fn multi_buffer(&self) -> bool {
+        self.mtu as usize + 14 > self.frame_capacity()
     }
 }
 
@@ -68,10 +110,21 @@ pub struct KernelStats {
 /// Counters for `xdptcp stats`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueStats {
+    /// Descriptors taken off the RX ring (a chain counts each of its frames).
     pub rx_frames: u64,
+    /// Descriptors put on the TX ring.
     pub tx_frames: u64,
     pub tx_no_frame: u64,
     pub kicks: u64,
+    /// Packets received in more than one frame (reassembled from a chain).
+    pub rx_chains: u64,
+    /// Packets sent in more than one frame (split into a chain).
+    pub tx_chains: u64,
+    /// Received chains dropped for being longer than [`RX_MAX`] bytes.
+    pub rx_chains_dropped: u64,
+    /// The longest frame (Ethernet header on) received and sent.
+    pub rx_largest: u64,
+    pub tx_largest: u64,
 }
 
 /// Where a queue's UMEM frames are. Every frame is in exactly one place:
@@ -135,6 +188,27 @@ pub struct XskQueue<R: Rings = XskRings> {
     total: usize,
     queue: u32,
     stats: QueueStats,
+    /// Multi-buffer state (see the module docs); `None` when one frame
+    /// holds the largest frame.
+    sg: Option<Box<Chains<R::Desc>>>,
+}
+
+/// What a multi-buffer queue keeps between calls.
+struct Chains<D> {
+    /// The largest frame sent: MTU + 14.
+    tx_max: usize,
+    /// Frames the longest TX chain takes.
+    tx_chain_max: usize,
+    /// The sender writes here when the frame may not fit one UMEM frame.
+    tx_scratch: Vec<u8>,
+    /// A TX chain being assembled.
+    tx_chain: Vec<D>,
+    /// A received chain so far (empty between packets).
+    rx_scratch: Vec<u8>,
+    /// Inside a received chain: its last descriptor is still to come.
+    rx_partial: bool,
+    /// The chain inside which we are is too long and is being dropped.
+    rx_dropping: bool,
 }
 
 impl XskQueue<XskRings> {
@@ -153,12 +227,19 @@ impl XskQueue<XskRings> {
             .build()
             .map_err(|x| e(x.to_string()))?;
         let frames = NonZeroU32::new(cfg.frames).ok_or_else(|| e("zero frames".into()))?;
+        if cfg.mtu as usize + 14 > MAX_CHAIN * cfg.frame_capacity() {
+            return Err(e(format!("MTU {} needs more than {MAX_CHAIN} frames of {} bytes per packet", cfg.mtu, cfg.frame_capacity())));
+        }
         let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|x| SocketError::Umem(x.to_string()))?;
+        let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
+        if cfg.multi_buffer() {
+            bind |= BindFlags::XDP_USE_SG;
+        }
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+            .bind_flags(bind)
             .build();
         let name: Interface = iface.parse().map_err(|_| e(format!("bad interface name {iface}")))?;
         let mut delay = Duration::from_millis(50);
@@ -178,13 +259,21 @@ impl XskQueue<XskRings> {
                         delay *= 2;
                         continue;
                     }
+                    let source = if cfg.multi_buffer() && matches!(source.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
+                        io::Error::new(
+                            source.kind(),
+                            format!("{source}; MTU {} needs multi-buffer AF_XDP (XDP_USE_SG, kernel 6.6 or later, and in zero-copy mode a driver that supports it)", cfg.mtu),
+                        )
+                    } else {
+                        source
+                    };
                     return Err(SocketError::Bind { iface: iface.into(), queue, source });
                 }
             }
         };
         let (fill, comp) = rings.ok_or_else(|| e("no fill/completion rings".into()))?;
-        let rings = XskRings { umem, fill, comp, tx, rx, busy_poll: false };
-        Ok(XskQueue::new(rings, descs, cfg.ring_size, queue))
+        let rings = XskRings { umem, fill, comp, tx, rx, busy_poll: false, frame_capacity: cfg.frame_capacity() };
+        Ok(XskQueue::new(rings, descs, cfg.ring_size, queue, cfg.mtu as usize + 14))
     }
 
     /// Whether the kernel bound this socket in zero-copy mode (else copy),
@@ -276,8 +365,24 @@ impl XskQueue<XskRings> {
 impl<R: Rings> XskQueue<R> {
     /// Takes `descs` (every frame of the UMEM), posts up to `ring_size` of
     /// them (at most half) to the fill ring and keeps the rest free.
-    fn new(mut rings: R, descs: Vec<R::Desc>, ring_size: u32, queue: u32) -> Self {
+    /// Frames of up to `max_frame` bytes are sent; beyond one UMEM frame,
+    /// as chains (the socket must then be bound with XDP_USE_SG).
+    fn new(mut rings: R, descs: Vec<R::Desc>, ring_size: u32, queue: u32, max_frame: usize) -> Self {
         let total = descs.len();
+        let cap = rings.frame_capacity();
+        let sg = (max_frame > cap).then(|| {
+            let tx_chain_max = max_frame.div_ceil(cap);
+            assert!(tx_chain_max <= MAX_CHAIN, "{max_frame}-byte frames need {tx_chain_max} frames of {cap}");
+            Box::new(Chains {
+                tx_max: max_frame,
+                tx_chain_max,
+                tx_scratch: vec![0; max_frame],
+                tx_chain: Vec::with_capacity(tx_chain_max),
+                rx_scratch: Vec::with_capacity(RX_MAX),
+                rx_partial: false,
+                rx_dropping: false,
+            })
+        });
         let post = (ring_size as usize).min(total / 2);
         // SAFETY: these frames are fresh from the UMEM; nothing else uses them.
         let posted = unsafe { rings.produce_fill(&descs[..post]) };
@@ -286,14 +391,21 @@ impl<R: Rings> XskQueue<R> {
             rings,
             free,
             rx_descs: vec![R::Desc::default(); RX_BATCH],
-            comp_descs: vec![R::Desc::default(); ring_size as usize],
+            // As many as the completion ring holds (twice the TX ring).
+            comp_descs: vec![R::Desc::default(); ring_size as usize * 2],
             rx_posted: posted,
             tx_in_flight: 0,
             tx_size: ring_size,
             total,
             queue,
             stats: QueueStats::default(),
+            sg,
         }
+    }
+
+    /// Frames span several UMEM frames (the socket uses XDP_USE_SG).
+    pub fn multi_buffer(&self) -> bool {
+        self.sg.is_some()
     }
 
     pub fn queue_id(&self) -> u32 {
@@ -330,8 +442,10 @@ impl<R: Rings> XskQueue<R> {
         }
     }
 
-    /// Hands each received frame (at most `max`) to `f`, then gives the
-    /// frames back to the kernel's fill ring.
+    /// Takes up to `max` descriptors off the RX ring and hands each
+    /// complete packet among them to `f` (a chain as one contiguous frame,
+    /// see the module docs), then gives the frames back to the kernel's
+    /// fill ring. Returns how many packets `f` saw.
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let max = max.min(self.rx_descs.len());
         let n = self.rings.consume_rx(&mut self.rx_descs[..max]);
@@ -339,11 +453,45 @@ impl<R: Rings> XskQueue<R> {
             return 0;
         }
         self.rx_posted -= n;
+        let mut packets = 0;
+        let mut largest = 0;
         for d in &self.rx_descs[..n] {
             // SAFETY: the kernel handed this frame to us; we read it before
             // giving it back below.
-            f(unsafe { self.rings.data(d) });
+            let data = unsafe { self.rings.data(d) };
+            let more = R::more(d);
+            match self.sg.as_deref_mut() {
+                Some(c) if more || c.rx_partial => {
+                    if !c.rx_dropping {
+                        if c.rx_scratch.len() + data.len() > RX_MAX {
+                            c.rx_dropping = true;
+                            c.rx_scratch.clear();
+                            self.stats.rx_chains_dropped += 1;
+                        } else {
+                            c.rx_scratch.extend_from_slice(data);
+                        }
+                    }
+                    c.rx_partial = more;
+                    if !more {
+                        if !c.rx_dropping {
+                            largest = largest.max(c.rx_scratch.len());
+                            f(&c.rx_scratch);
+                            packets += 1;
+                            self.stats.rx_chains += 1;
+                        }
+                        c.rx_scratch.clear();
+                        c.rx_dropping = false;
+                    }
+                }
+                // A socket without XDP_USE_SG never sees XDP_PKT_CONTD.
+                _ => {
+                    largest = largest.max(data.len());
+                    f(data);
+                    packets += 1;
+                }
+            }
         }
+        self.stats.rx_largest = self.stats.rx_largest.max(largest as u64);
         self.stats.rx_frames += n as u64;
         // SAFETY: these frames came off the RX ring and nothing refers to
         // them any more (f has returned).
@@ -357,15 +505,20 @@ impl<R: Rings> XskQueue<R> {
             self.rings.wake_fill();
         }
         self.check_frames();
-        n
+        packets
     }
 
-    /// Lets `f` write one frame in place into a free UMEM frame and queues it
-    /// for transmission. Returns `Some(true)` if a frame was queued,
-    /// `Some(false)` if `f` had nothing, `None` if no frame or ring slot was
-    /// free (then `f` is not called, so nothing it would have sent is lost).
+    /// Lets `f` write one frame (up to MTU + 14 bytes) and queues it for
+    /// transmission: in place into a free UMEM frame, or with multi-buffer
+    /// on through a scratch buffer into one frame or a chain. Returns
+    /// `Some(true)` if a frame was queued, `Some(false)` if `f` had nothing,
+    /// `None` if no frame or ring slot was free (then `f` is not called, so
+    /// nothing it would have sent is lost).
     pub fn send_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
-        if !self.rings.tx_has_room() {
+        if self.sg.is_some() {
+            return self.send_chained(f);
+        }
+        if !self.rings.tx_has_room(1) {
             return None;
         }
         let Some(Frame(mut desc)) = self.free.pop() else {
@@ -378,14 +531,66 @@ impl<R: Rings> XskQueue<R> {
             self.free.push(Frame(desc));
             return Some(false);
         }
+        R::set_more(&mut desc, false);
         // SAFETY: the frame holds a complete frame of `len` bytes; after this
         // the kernel owns it until it appears on the completion ring.
-        if !unsafe { self.rings.produce_tx(&desc) } {
+        if !unsafe { self.rings.produce_tx(std::slice::from_ref(&desc)) } {
             self.free.push(Frame(desc));
             return None;
         }
         self.tx_in_flight += 1;
         self.stats.tx_frames += 1;
+        self.stats.tx_largest = self.stats.tx_largest.max(len as u64);
+        Some(true)
+    }
+
+    /// `send_with` on a multi-buffer queue: `f` writes into the scratch
+    /// buffer, and the frame is copied into as many UMEM frames as it
+    /// needs. Room for the longest chain is made sure of first.
+    fn send_chained(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
+        let c = self.sg.as_deref_mut().expect("multi-buffer queue");
+        if !self.rings.tx_has_room(c.tx_chain_max as u32) {
+            return None;
+        }
+        if self.free.len() < c.tx_chain_max {
+            self.stats.tx_no_frame += 1;
+            return None;
+        }
+        let len = f(&mut c.tx_scratch[..c.tx_max]).unwrap_or(0).min(c.tx_max);
+        if len == 0 {
+            return Some(false);
+        }
+        let cap = self.rings.frame_capacity();
+        let parts = len.div_ceil(cap);
+        c.tx_chain.clear();
+        for (i, chunk) in c.tx_scratch[..len].chunks(cap).enumerate() {
+            let Some(Frame(mut desc)) = self.free.pop() else { unreachable!("free frames checked above") };
+            // SAFETY: we own this frame (it came from the free list).
+            let n = unsafe {
+                self.rings.write(&mut desc, |buf| {
+                    buf[..chunk.len()].copy_from_slice(chunk);
+                    Some(chunk.len())
+                })
+            };
+            debug_assert_eq!(n, chunk.len());
+            R::set_more(&mut desc, i + 1 < parts);
+            c.tx_chain.push(desc);
+        }
+        // SAFETY: each frame holds its part of the packet, chained by
+        // XDP_PKT_CONTD; after this the kernel owns them until they appear
+        // on the completion ring.
+        if !unsafe { self.rings.produce_tx(&c.tx_chain) } {
+            // Not reached: the room checked above only grows meanwhile.
+            debug_assert!(false, "TX ring refused a chain it had room for");
+            self.free.extend(c.tx_chain.drain(..).map(Frame));
+            return None;
+        }
+        self.tx_in_flight += parts;
+        self.stats.tx_frames += parts as u64;
+        if parts > 1 {
+            self.stats.tx_chains += 1;
+        }
+        self.stats.tx_largest = self.stats.tx_largest.max(len as u64);
         Some(true)
     }
 
