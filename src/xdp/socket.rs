@@ -44,9 +44,12 @@ use super::rings::{Rings, XskRings};
 const MAX_KICKS: u32 = 64;
 /// Received frames taken per `recv` at most.
 const RX_BATCH: usize = 64;
-/// Frames one packet may span: the kernel builds a copy-mode TX packet as
-/// an skb of at most MAX_SKB_FRAGS (17) fragments and refuses longer
-/// chains as invalid descriptors. We never post a longer chain.
+/// Frames one packet may span. The kernel builds a copy-mode TX packet as
+/// an skb, its first descriptor the linear part and each further one a
+/// fragment, and drops a chain that would need more than MAX_SKB_FRAGS
+/// (17) fragments; we stay at 17 frames in all. Measured on veth: 17-frame
+/// chains (30464-byte frames at MTU 30450) go through both ways. An MTU
+/// that would need more is refused when the queue is opened.
 pub const MAX_CHAIN: usize = 17;
 /// The largest packet a received chain is reassembled into: a full IPv4
 /// datagram behind an Ethernet header. Longer chains are dropped, counted.
