@@ -166,30 +166,32 @@ generic() {
 check "generic mode: 16 MiB echo verified with $((MTU + 14))-byte frames" generic
 
 # --- the longest chain --------------------------------------------------------
-# A UMEM frame holds 1792 bytes and a chain is at most 17 frames (the
-# kernel's MAX_SKB_FRAGS): MTU 30450 is the largest served, its frames
-# (30464 bytes) exactly 17 frames long; one byte more is refused at start.
+# Above MTU 1778 the UMEM frames are 4096 bytes (3840 of packet data), and
+# a chain is at most 17 frames (the kernel's MAX_SKB_FRAGS): MTU 65266 is
+# the largest served, its frames (65280 bytes) exactly 17 frames long; one
+# byte more is refused at start.
+LONGEST=$((17 * 3840 - 14))
 link_mtu() {
     ip -n "$SNS" link set "$SDEV" mtu "$1" && ip -n "$PNS" link set "$PDEV" mtu "$1"
 }
 longest_chain() {
-    link_mtu 30450 || return 1
+    link_mtu $LONGEST || return 1
     start_server --xdp-mode native || return 1
-    peer ping -c 3 -i 0.2 -W 2 -s 30422 -M do 198.18.0.1 | tail -2
+    peer ping -c 3 -i 0.2 -W 2 -s $((LONGEST - 28)) -M do 198.18.0.1 | tail -2
     peer python3 tests/veth/peer.py echo 8388608 || { stop_server; return 1; }
     local rx tx; rx=$(stat xsk_rx_largest_frame); tx=$(stat xsk_tx_largest_frame)
     echo "largest frame received $rx B, sent $tx B"
     stop_server || return 1
-    [ "$rx" = 30464 ] && [ "$tx" = 30464 ]
+    [ "$rx" = $((LONGEST + 14)) ] && [ "$tx" = $((LONGEST + 14)) ]
 }
-check "MTU 30450: 30464-byte frames in 17-frame chains both ways, 8 MiB echo verified" longest_chain
+check "MTU $LONGEST: $((LONGEST + 14))-byte frames in 17-frame chains both ways, 8 MiB echo verified" longest_chain
 too_long() {
-    link_mtu 30451 || return 1
+    link_mtu $((LONGEST + 1)) || return 1
     ! timeout 20 ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo \
         --xdp-mode native --control "$WORK/ctl2.sock" > "$WORK/refused.log" 2>&1 || return 1
-    grep -o "MTU 30451 needs more than 17 frames.*" "$WORK/refused.log"
+    grep -o "MTU $((LONGEST + 1)) needs more than 17 frames.*" "$WORK/refused.log"
 }
-check "MTU 30451 (18-frame chains) is refused at start, with the reason" too_long
+check "MTU $((LONGEST + 1)) (18-frame chains) is refused at start, with the reason" too_long
 
 echo "jumbo summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -224,7 +224,7 @@ fn xdp_mode(m: Mode) -> XdpMode {
 /// them, ICMP for one), whatever the stack sends with.
 fn queue_config(iface: &str, cfg: &xdptcp::stack::StackConfig) -> Result<QueueConfig, String> {
     let link = iface_mtu(iface)?.max(cfg.mtu);
-    let q = QueueConfig { mtu: link as u32, ..QueueConfig::default() };
+    let q = QueueConfig::for_mtu(link as u32);
     if q.multi_buffer() {
         log::info!(
             "MTU {} on {iface} (stack sends with {}, MSS {}): multi-buffer AF_XDP (XDP_USE_SG), packets over {} bytes span chains of UMEM frames",

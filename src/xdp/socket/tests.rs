@@ -614,3 +614,20 @@ fn an_overlong_rx_chain_is_dropped_and_the_next_packet_arrives() {
     assert_eq!((s.rx_chains_dropped, s.rx_chains), (1, 1));
     audit(&mut q, cfg);
 }
+
+#[test]
+fn queue_config_follows_the_mtu() {
+    let q = QueueConfig::for_mtu(1500);
+    assert_eq!((q.frame_size, q.frame_capacity(), q.multi_buffer()), (2048, 1792, false));
+    // The largest MTU whose frames fit one 2048-byte frame.
+    assert!(!QueueConfig::for_mtu(1778).multi_buffer());
+    // Above it, 4096-byte frames: one still holds a full frame up to MTU
+    // 3826, chains beyond.
+    let q = QueueConfig::for_mtu(1779);
+    assert_eq!((q.frame_size, q.multi_buffer()), (4096, false));
+    assert!(!QueueConfig::for_mtu(3826).multi_buffer());
+    assert!(QueueConfig::for_mtu(3827).multi_buffer());
+    let q = QueueConfig::for_mtu(9000);
+    assert_eq!((q.frame_size, q.frame_capacity(), q.multi_buffer()), (4096, 3840, true));
+    assert_eq!((9000 + 14usize).div_ceil(q.frame_capacity()), 3);
+}
