@@ -9,6 +9,15 @@
 // xsks_map[rx_queue_index]; with no socket on that queue the frame falls
 // back to XDP_PASS. Per-CPU counters record what happened.
 //
+// Multi-buffer: the program is built for frags (SEC("xdp.frags")), so the
+// kernel accepts it on an interface whose MTU is larger than one page
+// (jumbo frames on veth in native mode) and hands it packets in several
+// buffers. Only the first buffer is in [data, data_end); the headers we
+// look at (Ethernet, IPv4, the TCP ports) are normally all in it, and when
+// they are not (a driver or a test run that puts less in the first
+// buffer) they are copied out with bpf_xdp_load_bytes, so the verdict never
+// depends on where the kernel split the packet.
+//
 // Built by build.rs with clang (-target bpf); the object is never committed.
 
 #include <linux/bpf.h>
@@ -23,6 +32,12 @@
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+static long (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)BPF_FUNC_xdp_get_buff_len;
+static long (*bpf_xdp_load_bytes)(struct xdp_md *ctx, __u32 offset, void *buf, __u32 len) = (void *)BPF_FUNC_xdp_load_bytes;
+
+// Longest header run we ever look at: Ethernet, IPv4 with options, the
+// TCP destination port.
+#define HDR_MAX (sizeof(struct ethhdr) + 60 + 4)
 
 // Counter indices: keep in step with src/xdp/program.rs. `redirected` is
 // not counted here: it is arp + icmp + tcp, summed in user space, so each
@@ -81,7 +96,46 @@ static __always_inline int steer(struct xdp_md *ctx, __u32 kind)
     return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
 }
 
-SEC("xdp")
+// What to do with a frame whose headers are in [data, end): the counter
+// kind to steer it under, or -1 to pass it. Bounds are checked against
+// `end`, which is the packet's first buffer or a copy of its headers.
+static __always_inline int classify(void *data, void *end)
+{
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        return -1;
+
+    if (eth->h_proto == __builtin_bswap16(ETH_P_ARP)) {
+        // Ethernet/IPv4 ARP: the target protocol address is at offset 24.
+        __u8 *arp = (__u8 *)(eth + 1);
+        if ((void *)(arp + 28) > end)
+            return -1;
+        __u32 target;
+        __builtin_memcpy(&target, arp + 24, 4);
+        return ours(target) ? CNT_ARP : -1;
+    }
+
+    if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
+        return -1;
+    struct iphdr *ip = (struct iphdr *)(eth + 1);
+    if ((void *)(ip + 1) > end || !ours(ip->daddr))
+        return -1;
+    if (ip->protocol == IPPROTO_ICMP)
+        return CNT_ICMP;
+    if (ip->protocol != IPPROTO_TCP)
+        return -1;
+    if (steer_port == 0)
+        return CNT_TCP;
+    __u32 ihl = ip->ihl * 4;
+    if (ihl < sizeof(*ip))
+        return -1;
+    struct tcphdr *tcp = (struct tcphdr *)((__u8 *)ip + ihl);
+    if ((void *)&tcp->dest + sizeof(tcp->dest) > end)
+        return -1;
+    return tcp->dest == steer_port ? CNT_TCP : -1;
+}
+
+SEC("xdp.frags")
 int xdp_steer(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
@@ -89,42 +143,28 @@ int xdp_steer(struct xdp_md *ctx)
     if (steer_ip == 0)
         return pass();
 
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > end)
-        return pass();
-
-    if (eth->h_proto == __builtin_bswap16(ETH_P_ARP)) {
-        // Ethernet/IPv4 ARP: the target protocol address is at offset 24.
-        __u8 *arp = (__u8 *)(eth + 1);
-        if ((void *)(arp + 28) > end)
+    int kind;
+    if (data + HDR_MAX <= end || (__u64)bpf_xdp_get_buff_len(ctx) == (__u64)(end - data)) {
+        // Every header we may need is in the first buffer, or the packet
+        // has only the one buffer: read it in place.
+        kind = classify(data, end);
+    } else {
+        // The first buffer is short and more follow: copy the headers out
+        // (as many bytes as the packet has, up to HDR_MAX).
+        // The copy starts 2 bytes into an 8-aligned buffer, so that the
+        // IPv4 header is 4-aligned, as the verifier wants stack loads.
+        __u8 buf[HDR_MAX + 2] __attribute__((aligned(8))) = {};
+        __u8 *hdr = buf + 2;
+        __u64 len = bpf_xdp_get_buff_len(ctx);
+        if (len > HDR_MAX)
+            len = HDR_MAX;
+        if (len < sizeof(struct ethhdr) || bpf_xdp_load_bytes(ctx, 0, hdr, len) != 0)
             return pass();
-        __u32 target;
-        __builtin_memcpy(&target, arp + 24, 4);
-        if (ours(target))
-            return steer(ctx, CNT_ARP);
-        return pass();
+        kind = classify(hdr, hdr + len);
     }
-
-    if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
+    if (kind < 0)
         return pass();
-    struct iphdr *ip = (struct iphdr *)(eth + 1);
-    if ((void *)(ip + 1) > end || !ours(ip->daddr))
-        return pass();
-    if (ip->protocol == IPPROTO_ICMP)
-        return steer(ctx, CNT_ICMP);
-    if (ip->protocol != IPPROTO_TCP)
-        return pass();
-    if (steer_port == 0)
-        return steer(ctx, CNT_TCP);
-    __u32 ihl = ip->ihl * 4;
-    if (ihl < sizeof(*ip))
-        return pass();
-    struct tcphdr *tcp = (struct tcphdr *)((__u8 *)ip + ihl);
-    if ((void *)(tcp + 1) > end)
-        return pass();
-    if (tcp->dest == steer_port)
-        return steer(ctx, CNT_TCP);
-    return pass();
+    return steer(ctx, kind);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -7,7 +7,8 @@
 #   3. sets up the veth topology in uniquely named namespaces (removed on exit);
 #   4. runs the matrix, server pinned to core 0 and client to core 1:
 #        pairs     kernel↔kernel, kernel client → xdptcp server, xdptcp↔xdptcp
-#        workloads stream (1 conn), rr 64 B on 1 and 16 conns, crr, hold
+#        workloads stream (1 conn; also at MTU 9000, jumbo frames), rr 64 B
+#                  on 1 and 16 conns, crr, hold
 #   5. prints the comparison table, writes the JSON and an SVG picture.
 #
 # Usage: scripts/bench.sh [--quick] [--out FILE.json]
@@ -70,7 +71,7 @@ XDP_MODE=${XDP_MODE:-generic}
 XCLIENT=(--iface "$PDEV" --ip 198.18.0.100/24 --addresses 16 --xdp-mode "$XDP_MODE")
 SERVER_CORE=0; CLIENT_CORE=1
 
-machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), veth MTU 1500"
+machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), veth MTU 1500 (9000 in the jumbo row)"
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 printf '{"date": "%s", "machine": "%s", "quick": %s, "runs": []}\n' "$date" "$machine" "$([ $quick = 1 ] && echo true || echo false)" > "$out"
 echo "== $date  $machine"
@@ -136,6 +137,18 @@ offloads on
 ip netns exec "$PNS" ethtool -K "$PDEV" tx on >/dev/null
 run kernel kernel discard 9 stream --conns 1 "${T[@]}" --label "kernel default offloads"
 ip netns exec "$PNS" ethtool -K "$PDEV" tx off >/dev/null
+# Jumbo frames: both veths at MTU 9000, where xdptcp's frames span chains of
+# UMEM frames (multi-buffer AF_XDP) and both stacks send 8948-byte segments.
+link_mtu() { # MTU: both ends of the pair
+    ip -n "$SNS" link set "$SDEV" mtu "$1"
+    ip -n "$PNS" link set "$PDEV" mtu "$1"
+}
+echo "== stream, 1 connection, MTU 9000 (jumbo frames; offloads off, peer TX checksum off)"
+link_mtu 9000
+offloads off
+pairs discard 9 stream --conns 1 "${T[@]}" --label "MTU 9000, offloads off"
+offloads on
+link_mtu 1500
 echo "== rr, 64 B, 1 connection"
 pairs echo 7 rr --conns 1 --msg-bytes 64 "${T[@]}"
 echo "== rr, 64 B, 16 connections"

@@ -5,7 +5,8 @@
 #   2. every cargo test of the workspace, the full simulated-network matrix included;
 #   3. as root: the AF_XDP datapath over a veth pair against the kernel's TCP
 #      (scripts/veth-tests.sh, in its own namespaces), the same through the
-#      impairment relay (scripts/relay-tests.sh), a 2-minute soak
+#      impairment relay (scripts/relay-tests.sh), jumbo frames at MTU 9000
+#      (scripts/jumbo-tests.sh), a 2-minute soak
 #      (scripts/soak.sh), then the benchmark matrix in its short form
 #      (scripts/bench.sh --quick).
 # Usage: scripts/test.sh [--no-fuzz]
@@ -65,6 +66,8 @@ if [ "$(id -u)" = 0 ]; then
     bash scripts/veth-tests.sh 2>&1 | tee -a "$log" || status=1
     echo "== through the impairment relay (scripts/relay-tests.sh)"
     RELAY_BYTES=${RELAY_BYTES:-16777216} bash scripts/relay-tests.sh 2>&1 | tee -a "$log" || status=1
+    echo "== jumbo frames, MTU 9000 (scripts/jumbo-tests.sh)"
+    bash scripts/jumbo-tests.sh 2>&1 | tee -a "$log" || status=1
     echo "== soak, short (scripts/soak.sh --minutes 2)"
     bash scripts/soak.sh --minutes 2 2>&1 | tee -a "$log" || status=1
     # The benchmark matrix, short: fails on crashes or errors, never on timing.
@@ -80,6 +83,6 @@ else
     echo "== veth tests NOT run: they need root (CI runs them as root)"
 fi
 # One closing line over every test binary: "summary: N passed, N failed".
-awk '/^(test result:|veth summary:|relay summary:|soak summary:|bench summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^(test result:|veth summary:|relay summary:|jumbo summary:|soak summary:|bench summary:)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -28,7 +28,9 @@ fn open(iface: &str, ip: Ipv4Addr, mode: XdpMode, core: Option<usize>) -> Result
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
     let mut program = SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| e.to_string())?;
-    let queue = XskQueue::open(iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
+    // Frames as large as the link carries (chains above one UMEM frame).
+    let mtu = xdptcp::runtime::host::iface_mtu(iface)? as u32;
+    let queue = XskQueue::open(iface, 0, QueueConfig::for_mtu(mtu)).map_err(|e| e.to_string())?;
     program.register(0, queue.fd()).map_err(|e| e.to_string())?;
     if let Some(id) = core {
         core_affinity::set_for_current(core_affinity::CoreId { id });

@@ -226,7 +226,9 @@ pub fn run(a: &str, b: &str, cfg: Impairments, seed: u64, mode: XdpMode, core: O
     }
     let open = |iface: &str| -> Result<(SteerProgram, XskQueue), String> {
         let mut program = SteerProgram::attach_all(iface, mode).map_err(|e| e.to_string())?;
-        let queue = XskQueue::open(iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
+        // Frames as large as the link carries (chains above one UMEM frame).
+        let mtu = xdptcp::runtime::host::iface_mtu(iface)? as u32;
+        let queue = XskQueue::open(iface, 0, QueueConfig::for_mtu(mtu)).map_err(|e| e.to_string())?;
         program.register(0, queue.fd()).map_err(|e| e.to_string())?;
         Ok((program, queue))
     };

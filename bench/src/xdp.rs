@@ -197,7 +197,8 @@ pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progres
     log::info!("{line}");
     cfg.rss = rss;
     let mut program = SteerProgram::attach(&client.iface, cfg.ip, cfg.addresses, 0, client.mode).map_err(|e| e.to_string())?;
-    let queue = XskQueue::open(&client.iface, 0, QueueConfig::default()).map_err(|e| e.to_string())?;
+    // The interface's MTU: above one UMEM frame, multi-buffer AF_XDP.
+    let queue = XskQueue::open(&client.iface, 0, QueueConfig::for_mtu(cfg.mtu as u32)).map_err(|e| e.to_string())?;
     program.register(0, queue.fd()).map_err(|e| e.to_string())?;
     if let Some(id) = client.core {
         core_affinity::set_for_current(core_affinity::CoreId { id });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{not_root, parse_bytes, read_sys, rss_steering, rx_queue_count, secret, stack_config};
+use xdptcp::runtime::host::{apply_mtu, iface_mtu, not_root, parse_bytes, read_sys, rss_steering, rx_queue_count, secret, stack_config};
 use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
 use xdptcp::sim::pcap::PcapSink;
 use xdptcp::stack::Shard;
@@ -94,9 +94,10 @@ struct XskArgs {
     /// `on` fails without them; `off` never.
     #[arg(long, value_enum, default_value = "auto")]
     hugepages: HugePagesArg,
-    /// UMEM frame size (bytes): 2048 or 4096.
-    #[arg(long, default_value_t = 2048, value_parser = parse_frame_size)]
-    frame_size: u32,
+    /// UMEM frame size (bytes): 2048 or 4096 [default: 2048, or 4096 when
+    /// the MTU needs multi-buffer AF_XDP].
+    #[arg(long, value_parser = parse_frame_size)]
+    frame_size: Option<u32>,
     /// UMEM frames per queue (rounded up to fill whole hugepages when on them).
     #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1 << 20))]
     frames: u32,
@@ -144,7 +145,12 @@ impl XskArgs {
 
     /// The queue configuration, given the mode the program got: a program
     /// in generic mode gets copy-mode sockets (zero-copy needs native).
-    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32) -> Result<QueueConfig, String> {
+    /// The AF_XDP queues' configuration for the stack `stack` on `iface`.
+    /// They take frames as large as the interface's MTU allows (the peer
+    /// may send them, ICMP for one), whatever the stack sends with; above
+    /// what one UMEM frame holds, packets span chains of frames
+    /// (multi-buffer), with 4096-byte frames unless `--frame-size` says.
+    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32, stack: &xdptcp::stack::StackConfig) -> Result<QueueConfig, String> {
         let mut zero_copy = self.zero_copy();
         if program == XdpMode::Generic && zero_copy == ZeroCopy::Preferred {
             log::warn!("{iface}: the XDP program runs in generic mode and zero-copy needs native mode: binding copy mode (XDP_COPY)");
@@ -155,7 +161,17 @@ impl XskArgs {
             HugePagesArg::On => HugePages::On,
             HugePagesArg::Off => HugePages::Off,
         };
-        let cfg = QueueConfig { frames: self.frames, frame_size: self.frame_size, zero_copy, huge_pages, ..QueueConfig::default() };
+        let link = iface_mtu(iface)?.max(stack.mtu) as u32;
+        let frame_size = self.frame_size.unwrap_or(QueueConfig::for_mtu(link).frame_size);
+        let cfg = QueueConfig { frames: self.frames, frame_size, zero_copy, huge_pages, mtu: link, ..QueueConfig::default() };
+        if cfg.multi_buffer() {
+            log::info!(
+                "MTU {link} on {iface} (stack sends with {}, MSS {}): multi-buffer AF_XDP (XDP_USE_SG), packets over {} bytes span chains of UMEM frames",
+                stack.mtu,
+                stack.tcp.mss,
+                cfg.frame_capacity()
+            );
+        }
         self.check_huge_pages(iface, &cfg, queues)?;
         Ok(cfg)
     }
@@ -218,6 +234,9 @@ struct Connect {
     pcap: Option<PathBuf>,
     #[command(flatten)]
     xsk: XskArgs,
+    /// The MTU to send with (MSS = MTU − 40) [default: the interface's].
+    #[arg(long)]
+    mtu: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -247,6 +266,11 @@ struct Serve {
     xdp_mode: Mode,
     #[command(flatten)]
     xsk: XskArgs,
+    /// The MTU to send with (MSS = MTU − 40), at most the interface's
+    /// [default: the interface's]. Above 2034 packets span several UMEM
+    /// frames (multi-buffer AF_XDP).
+    #[arg(long)]
+    mtu: Option<usize>,
     /// Write every frame received and sent to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
@@ -367,10 +391,11 @@ fn connect(c: &Connect) -> Result<(), String> {
     if not_root() {
         return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
-    let cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
+    let mut cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
+    apply_mtu(&mut cfg, &c.iface, c.mtu)?;
     let queues = rx_queue_count(&c.iface)?;
     let mut program = c.xsk.attach(&c.iface, cfg.ip, c.xdp_mode)?;
-    let qcfg = c.xsk.queue_config(&c.iface, program.mode(), queues)?;
+    let qcfg = c.xsk.queue_config(&c.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -422,7 +447,12 @@ fn connect(c: &Connect) -> Result<(), String> {
     let app = EchoClient::new(c.bytes, c.conns, Some(stop.clone()));
     let (_ctl_tx, ctl_rx) = crossbeam::channel::unbounded();
     let pcap = open_capture(&c.pcap, 0, 1)?;
-    let (shard, app, _queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx, handoff);
+    let (shard, app, queue) = run_worker(shard, app, queue, &stop, pcap, ctl_rx, handoff);
+    let xs = queue.stats();
+    println!(
+        "largest frame received {} B, sent {} B; chains received {}, sent {} (MTU {}, MSS {})",
+        xs.rx_largest, xs.tx_largest, xs.rx_chains, xs.tx_chains, cfg.mtu, cfg.tcp.mss
+    );
     let _ = timer.join();
     for h in helpers {
         let _ = h.join();
@@ -442,6 +472,7 @@ where
     }
     let mut cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
     s.apply_caps(&mut cfg)?;
+    apply_mtu(&mut cfg, &s.iface, s.mtu)?;
     let ip = cfg.ip;
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
@@ -456,7 +487,7 @@ where
         );
     }
     let mut program = s.xsk.attach(&s.iface, ip, s.xdp_mode)?;
-    let qcfg = s.xsk.queue_config(&s.iface, program.mode(), queues)?;
+    let qcfg = s.xsk.queue_config(&s.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
@@ -623,6 +654,9 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "umem_bytes": w.umem.bytes, "umem_frame_size": w.umem.frame_size, "umem_huge_pages": w.umem.huge_pages,
             "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
             "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
+            // Multi-buffer: packets in several UMEM frames; the largest frames (bytes, max over queues in the total).
+            "xsk_rx_chains": w.xsk.rx_chains, "xsk_tx_chains": w.xsk.tx_chains, "xsk_rx_chains_dropped": w.xsk.rx_chains_dropped,
+            "xsk_rx_largest_frame": w.xsk.rx_largest, "xsk_tx_largest_frame": w.xsk.tx_largest,
             // Counted by the kernel on the socket: frames dropped before the stack saw them.
             "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
             "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
@@ -666,13 +700,15 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
                 continue;
             }
             // Flags hold for the total if they hold for every queue; modes,
-            // reasons and sizes are the queues' common value or "mixed";
-            // counters add up.
+            // reasons and sizes are the queues' common value or "mixed"; the
+            // largest frames are the largest of any queue; counters add up.
+            let before = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0);
             let sum = match v {
                 serde_json::Value::Bool(b) => serde_json::json!(*b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
                 serde_json::Value::String(_) | serde_json::Value::Null => same_or_mixed(total.get(k), v),
                 _ if k == "umem_frame_size" => same_or_mixed(total.get(k), v),
-                _ => serde_json::json!(total.get(k).and_then(|t| t.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0)),
+                _ if k.ends_with("_largest_frame") => serde_json::json!(before.max(v.as_u64().unwrap_or(0))),
+                _ => serde_json::json!(before + v.as_u64().unwrap_or(0)),
             };
             total.insert(k.clone(), sum);
         }

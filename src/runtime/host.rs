@@ -92,6 +92,28 @@ pub fn rss_steering(iface: &str) -> (Option<RssSelector>, String) {
     (RssSelector::new(&s.key, s.indirection, 0, ports), line)
 }
 
+/// Sets the MTU the stack sends with to `mtu` (from `--mtu`) when given:
+/// at least 576 (IPv4's minimum datagram size every host takes) and at
+/// most the interface's, which `stack_config` read. The advertised MSS
+/// follows it (MTU − 40), and so does the largest segment sent.
+pub fn apply_mtu(cfg: &mut StackConfig, iface: &str, mtu: Option<usize>) -> Result<(), String> {
+    let Some(mtu) = mtu else { return Ok(()) };
+    if mtu < 576 {
+        return Err(format!("--mtu {mtu}: at least 576"));
+    }
+    if mtu > cfg.mtu {
+        return Err(format!("--mtu {mtu} is above {iface}'s MTU of {}; raise it with `ip link set dev {iface} mtu {mtu}` (and the peer's)", cfg.mtu));
+    }
+    cfg.mtu = mtu;
+    cfg.tcp.mss = crate::tcp::Config::mss_for_mtu(mtu);
+    Ok(())
+}
+
+/// The interface's MTU (`/sys/class/net/IFACE/mtu`).
+pub fn iface_mtu(iface: &str) -> Result<usize, String> {
+    read_sys(iface, "mtu")?.parse().map_err(|e| format!("the MTU of {iface}: {e}"))
+}
+
 /// A byte count: digits with an optional binary suffix, K, M or G (KiB,
 /// MiB, GiB): `65536`, `256K`, `64M`, `1G`.
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
@@ -117,6 +139,22 @@ pub fn not_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtu_flag_sets_the_mss_within_the_interface_mtu() {
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let mut cfg = StackConfig::new(mac, Ipv4Addr::new(10, 0, 0, 1), 24);
+        cfg.mtu = 9000;
+        cfg.tcp = crate::tcp::Config::for_mtu(9000);
+        cfg.tcp.send_buffer = 12345;
+        apply_mtu(&mut cfg, "x", None).unwrap();
+        assert_eq!((cfg.mtu, cfg.tcp.mss), (9000, 8960));
+        apply_mtu(&mut cfg, "x", Some(4000)).unwrap();
+        assert_eq!((cfg.mtu, cfg.tcp.mss, cfg.tcp.send_buffer), (4000, 3960, 12345));
+        assert!(apply_mtu(&mut cfg, "x", Some(9000)).unwrap_err().contains("above x's MTU of 4000"));
+        assert!(apply_mtu(&mut cfg, "x", Some(500)).is_err());
+        assert_eq!(cfg.mtu, 4000);
+    }
 
     #[test]
     fn byte_counts() {

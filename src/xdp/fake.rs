@@ -9,6 +9,16 @@
 //! off TX (at most 32 per kick in copy mode, like `sendto` on a copy-mode
 //! socket, or whenever the test drives it, like a zero-copy driver) and
 //! posts them on the completion ring, at once or later.
+//!
+//! Multi-buffer (`FakeConfig::sg`, as a socket bound with XDP_USE_SG): a
+//! received packet longer than a frame is split over as many frames as it
+//! needs, all posted on RX at once with XDP_PKT_CONTD on all but the last,
+//! or dropped whole when the fill ring or RX ring lacks room for all of
+//! them, as the kernel does. On TX the kernel takes descriptors one at a
+//! time and a packet leaves when its last descriptor does; a chain longer
+//! than [`MAX_CHAIN`](super::socket::MAX_CHAIN) is a bug of ours, and so is a chain
+//! whose first part the kernel finds on the ring without the rest
+//! (`split_chains`).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -20,6 +30,8 @@ use super::rings::Rings;
 
 /// The kernel's flag word bit asking user space for a wakeup.
 const NEED_WAKEUP: u32 = 1;
+/// XDP_PKT_CONTD in a descriptor's options.
+pub const CONTD: u32 = 1;
 /// Frames one copy-mode `sendto` sends at most (the kernel's TX_BATCH_SIZE).
 pub const COPY_MODE_BATCH: usize = 32;
 
@@ -197,11 +209,14 @@ pub struct FakeConfig {
     pub copy_mode: bool,
     /// Sent frames reach the completion ring only through [`Kernel::complete`].
     pub deferred_completion: bool,
+    /// Bound with XDP_USE_SG: packets longer than a frame arrive as chains
+    /// (else they are dropped), and TX takes chains.
+    pub sg: bool,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
-        FakeConfig { frames: 64, frame_size: 256, ring_size: 16, start: 0, copy_mode: true, deferred_completion: false }
+        FakeConfig { frames: 64, frame_size: 256, ring_size: 16, start: 0, copy_mode: true, deferred_completion: false, sg: false }
     }
 }
 
@@ -217,11 +232,21 @@ pub struct Kernel {
     pool: Vec<u64>,
     /// Taken off TX and sent, not yet on the completion ring.
     sending: VecDeque<u64>,
-    /// Every frame sent, in order.
+    /// Every frame sent, in order (a chain as one frame).
     pub wire: Vec<Vec<u8>>,
+    /// The packet being taken off TX: its descriptors so far.
+    building: Vec<u8>,
+    building_frames: usize,
     pub kicks: u64,
     pub rx_ring_full: u64,
     pub fill_ring_empty: u64,
+    /// Packets longer than a frame dropped for want of XDP_USE_SG.
+    pub rx_too_long: u64,
+    /// Times the kernel took part of a chain off TX and found the ring
+    /// empty before its last descriptor: user space posted it in parts.
+    pub split_chains: u64,
+    /// The longest chain taken off TX, in frames.
+    pub longest_chain: usize,
 }
 
 /// Where the fake kernel has frames, by address.
@@ -243,35 +268,42 @@ impl Kernel {
         unsafe { self.umem.ptr.as_ptr().add(addr as usize) }
     }
 
-    /// A frame arrives: the kernel fills a frame from the fill ring with it
-    /// and posts it on RX. False (and counted) if there was no frame or no
-    /// room on RX; the frame taken then stays in the kernel's pool.
+    /// A frame arrives: the kernel fills frames from the fill ring with it
+    /// (one, or with `sg` as many as it needs) and posts them on RX at
+    /// once. False (and counted) if there were not enough frames or not
+    /// enough room on RX; the frames taken then stay in the kernel's pool.
     pub fn receive(&mut self, payload: &[u8]) -> bool {
-        assert!(!payload.is_empty() && payload.len() <= self.cfg.frame_size as usize);
-        let addr = match self.pool.pop() {
-            Some(a) => a,
-            None => {
-                let mut got = None;
-                self.fill.pop(1, |_, a| got = Some(a));
-                match got {
-                    Some(a) => a,
-                    None => {
-                        self.fill_ring_empty += 1;
-                        return false;
-                    }
+        let fs = self.cfg.frame_size as usize;
+        assert!(!payload.is_empty());
+        if payload.len() > fs && !self.cfg.sg {
+            self.rx_too_long += 1;
+            return false;
+        }
+        let parts = payload.len().div_ceil(fs);
+        while self.pool.len() < parts {
+            let mut got = None;
+            self.fill.pop(1, |_, a| got = Some(a));
+            match got {
+                Some(a) => self.pool.push(a),
+                None => {
+                    self.fill_ring_empty += 1;
+                    return false;
                 }
             }
-        };
-        if self.rx.free(1) == 0 {
-            self.pool.push(addr);
+        }
+        if (self.rx.free(parts as u32) as usize) < parts {
             self.rx_ring_full += 1;
             return false;
         }
-        // SAFETY: the frame came off the fill ring (or our pool), so the
-        // kernel owns it; payload fits in a frame.
-        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), self.frame_ptr(addr), payload.len()) };
-        let d = Desc { addr, len: payload.len() as u32, options: 0 };
-        assert_eq!(self.rx.push(std::iter::once(d)), 1);
+        let mut descs = Vec::with_capacity(parts);
+        for (i, chunk) in payload.chunks(fs).enumerate() {
+            let addr = self.pool.pop().expect("frames taken above");
+            // SAFETY: the frame came off the fill ring (or our pool), so the
+            // kernel owns it; the chunk fits in a frame.
+            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), self.frame_ptr(addr), chunk.len()) };
+            descs.push(Desc { addr, len: chunk.len() as u32, options: if i + 1 < parts { CONTD } else { 0 } });
+        }
+        assert_eq!(self.rx.push(descs.into_iter()), parts);
         true
     }
 
@@ -290,12 +322,23 @@ impl Kernel {
             }
             let d = d.unwrap();
             assert!(d.len > 0 && d.len <= self.cfg.frame_size, "bad TX length {}", d.len);
+            assert!(d.options & !CONTD == 0, "unknown TX options {:#x}", d.options);
+            assert!(d.options == 0 || self.cfg.sg, "XDP_PKT_CONTD on a socket without XDP_USE_SG");
             // SAFETY: the frame came off TX, so it is the kernel's until
             // completed; its length is within the frame.
-            let bytes = unsafe { std::slice::from_raw_parts(self.frame_ptr(d.addr), d.len as usize) }.to_vec();
-            self.wire.push(bytes);
+            let bytes = unsafe { std::slice::from_raw_parts(self.frame_ptr(d.addr), d.len as usize) };
+            self.building.extend_from_slice(bytes);
+            self.building_frames += 1;
+            assert!(self.building_frames <= super::socket::MAX_CHAIN, "a TX chain longer than the kernel takes");
             self.sending.push_back(d.addr);
             sent += 1;
+            if d.options & CONTD == 0 {
+                self.longest_chain = self.longest_chain.max(self.building_frames);
+                self.building_frames = 0;
+                self.wire.push(std::mem::take(&mut self.building));
+            } else if self.tx.avail_exact() == 0 {
+                self.split_chains += 1;
+            }
         }
         if !self.cfg.deferred_completion {
             self.complete(usize::MAX);
@@ -379,9 +422,14 @@ impl FakeRings {
             pool: Vec::new(),
             sending: VecDeque::new(),
             wire: Vec::new(),
+            building: Vec::new(),
+            building_frames: 0,
             kicks: 0,
             rx_ring_full: 0,
             fill_ring_empty: 0,
+            rx_too_long: 0,
+            split_chains: 0,
+            longest_chain: 0,
         };
         let mut rings = FakeRings { umem, cfg, fill, rx, tx, comp, kernel, fill_wakeups: 0 };
         rings.kernel.set_need_wakeup(true, cfg.copy_mode);
@@ -400,6 +448,16 @@ impl FakeRings {
 impl Rings for FakeRings {
     type Desc = Desc;
 
+    fn more(desc: &Desc) -> bool {
+        desc.options & CONTD != 0
+    }
+    fn set_more(desc: &mut Desc, more: bool) {
+        desc.options = if more { CONTD } else { 0 };
+    }
+    fn frame_capacity(&self) -> usize {
+        self.cfg.frame_size as usize
+    }
+
     fn consume_rx(&mut self, out: &mut [Desc]) -> usize {
         self.rx.pop(out.len(), |k, d| out[k] = d)
     }
@@ -415,14 +473,14 @@ impl Rings for FakeRings {
     fn wake_fill(&mut self) {
         self.fill_wakeups += 1;
     }
-    fn tx_has_room(&mut self) -> bool {
-        self.tx.free(1) > 0
+    fn tx_has_room(&mut self, n: u32) -> bool {
+        self.tx.free(n) >= n
     }
     fn tx_free_exact(&mut self) -> u32 {
         self.tx.free_exact()
     }
-    unsafe fn produce_tx(&mut self, desc: &Desc) -> bool {
-        self.tx.push(std::iter::once(*desc)) == 1
+    unsafe fn produce_tx(&mut self, descs: &[Desc]) -> bool {
+        self.tx.push(descs.iter().copied()) == descs.len()
     }
     fn tx_needs_wakeup(&self) -> bool {
         self.tx.ring.flag()
@@ -449,5 +507,13 @@ impl Rings for FakeRings {
         let n = f(buf).unwrap_or(0);
         desc.len = n.min(buf.len()) as u32;
         n
+    }
+}
+
+impl FakeRings {
+    /// The UMEM's addresses, to tell a slice in place from a copy.
+    pub fn umem_range(&self) -> std::ops::Range<usize> {
+        let start = self.umem.ptr.as_ptr() as usize;
+        start..start + self.umem.len
     }
 }

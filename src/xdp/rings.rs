@@ -18,8 +18,17 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 /// "Exact" counts read the other side's index now; the others may answer
 /// from a cached one, which never overstates what is available.
 pub trait Rings {
-    /// Names one UMEM frame and the length of the frame it holds.
+    /// Names one UMEM frame, the length of what it holds and its options
+    /// (XDP_PKT_CONTD: the packet goes on in the next descriptor).
     type Desc: Copy + Default;
+
+    /// The descriptor's XDP_PKT_CONTD flag: more of the packet follows
+    /// (multi-buffer, XDP_USE_SG).
+    fn more(desc: &Self::Desc) -> bool;
+    /// Sets or clears XDP_PKT_CONTD (every other option is cleared).
+    fn set_more(desc: &mut Self::Desc, more: bool);
+    /// Bytes one frame's packet data can hold.
+    fn frame_capacity(&self) -> usize;
 
     /// Takes up to `out.len()` received frames off the RX ring.
     fn consume_rx(&mut self, out: &mut [Self::Desc]) -> usize;
@@ -36,17 +45,21 @@ pub trait Rings {
     /// Wakes the kernel for the fill ring.
     fn wake_fill(&mut self);
 
-    /// The TX ring has a free slot (may answer from a cached index).
-    fn tx_has_room(&mut self) -> bool;
+    /// The TX ring has `n` free slots (may answer from a cached index,
+    /// which never overstates the room).
+    fn tx_has_room(&mut self, n: u32) -> bool;
     /// Free slots on the TX ring (reads the consumer index).
     fn tx_free_exact(&mut self) -> u32;
-    /// Queues one frame on the TX ring; false if the ring is full.
+    /// Queues one packet on the TX ring: one descriptor, or a chain whose
+    /// descriptors all but the last have XDP_PKT_CONTD set. All of them or
+    /// none (false: the ring has no room for the whole chain), so the
+    /// kernel never sees part of a packet.
     ///
     /// # Safety
-    /// The frame is this UMEM's and ours, holds the complete frame `desc`
-    /// describes, and nothing touches it until it comes back on the
+    /// The frames are this UMEM's and ours, hold what their descriptors
+    /// describe, and nothing touches them until they come back on the
     /// completion ring.
-    unsafe fn produce_tx(&mut self, desc: &Self::Desc) -> bool;
+    unsafe fn produce_tx(&mut self, descs: &[Self::Desc]) -> bool;
     /// The kernel asked to be kicked for the TX ring (need_wakeup).
     fn tx_needs_wakeup(&self) -> bool;
     /// Kicks transmission (sendto).
@@ -82,6 +95,8 @@ pub struct XskRings {
     pub(super) rx: RxQueue,
     /// Preferred busy polling is on: drive NAPI with recvfrom each turn.
     pub(super) busy_poll: bool,
+    /// Bytes of packet data per frame (frame size less the XDP headroom).
+    pub(super) frame_capacity: usize,
 }
 
 impl XskRings {
@@ -96,8 +111,24 @@ impl XskRings {
     }
 }
 
+/// The kernel's XDP_PKT_CONTD (include/uapi/linux/if_xdp.h).
+const XDP_PKT_CONTD: u32 = 1;
+
 impl Rings for XskRings {
     type Desc = FrameDesc;
+
+    #[inline]
+    fn more(desc: &FrameDesc) -> bool {
+        desc.options() & XDP_PKT_CONTD != 0
+    }
+    #[inline]
+    fn set_more(desc: &mut FrameDesc, more: bool) {
+        desc.set_options(if more { XDP_PKT_CONTD } else { 0 });
+    }
+    #[inline]
+    fn frame_capacity(&self) -> usize {
+        self.frame_capacity
+    }
 
     #[inline]
     fn consume_rx(&mut self, out: &mut [FrameDesc]) -> usize {
@@ -125,18 +156,19 @@ impl Rings for XskRings {
     }
 
     #[inline]
-    fn tx_has_room(&mut self) -> bool {
-        self.tx.nb_free(1) > 0
+    fn tx_has_room(&mut self, n: u32) -> bool {
+        self.tx.nb_free(n) >= n
     }
     #[inline]
     fn tx_free_exact(&mut self) -> u32 {
         self.tx.nb_free_exact()
     }
     #[inline]
-    unsafe fn produce_tx(&mut self, desc: &FrameDesc) -> bool {
-        // SAFETY: the caller guarantees the frame is this UMEM's, ours,
-        // complete, and untouched until the completion ring returns it.
-        unsafe { self.tx.produce_one(desc) == 1 }
+    unsafe fn produce_tx(&mut self, descs: &[FrameDesc]) -> bool {
+        // SAFETY: the caller guarantees the frames are this UMEM's, ours,
+        // complete, and untouched until the completion ring returns them.
+        // xsk-rs reserves the whole batch or nothing.
+        unsafe { self.tx.produce(descs) == descs.len() }
     }
     #[inline]
     fn tx_needs_wakeup(&self) -> bool {

@@ -9,8 +9,15 @@ use crate::xdp::fake::{FakeConfig, FakeRings, COPY_MODE_BATCH};
 type Queue = XskQueue<FakeRings>;
 
 fn queue(cfg: FakeConfig) -> Queue {
+    queue_for(cfg, cfg.frame_size as usize)
+}
+
+/// A queue that sends frames of up to `max_frame` bytes: chains when that
+/// is more than a frame (then `cfg.sg` must be on, as `open` binds it).
+fn queue_for(cfg: FakeConfig, max_frame: usize) -> Queue {
+    assert_eq!(max_frame > cfg.frame_size as usize, cfg.sg);
     let (rings, descs) = FakeRings::new(cfg);
-    XskQueue::new(rings, descs, cfg.ring_size, 0)
+    XskQueue::new(rings, descs, cfg.ring_size, 0, max_frame)
 }
 
 /// splitmix64: small, seeded, good enough to pick steps.
@@ -80,9 +87,15 @@ fn recv_all(q: &mut Queue, max: usize) -> Vec<Vec<u8>> {
 /// After every step each frame is in exactly one place; at the end every
 /// payload arrived intact and in order, both ways.
 fn random_rounds(seed: u64, cfg: FakeConfig, steps: usize) {
+    random_rounds_up_to(seed, cfg, cfg.frame_size as usize, steps)
+}
+
+/// `random_rounds` with frames of up to `max_frame` bytes both ways:
+/// chains, with `cfg.sg`.
+fn random_rounds_up_to(seed: u64, cfg: FakeConfig, max_frame: usize, steps: usize) {
     let mut rng = Rng(seed);
-    let mut q = queue(cfg);
-    let fs = cfg.frame_size as usize;
+    let mut q = queue_for(cfg, max_frame);
+    let fs = max_frame;
     let mut rx_expected: VecDeque<Vec<u8>> = VecDeque::new();
     let mut tx_expected: Vec<Vec<u8>> = Vec::new();
     let mut wire_checked = 0;
@@ -173,6 +186,16 @@ fn random_rounds(seed: u64, cfg: FakeConfig, steps: usize) {
     // The run went through full rings and empty free lists, not only the easy paths.
     assert!(received > steps / 8 && tx_expected.len() > steps / 8, "seed {seed}: {received} received, {} sent", tx_expected.len());
     assert!(queued_none > 0, "seed {seed}: never ran out of TX slots or frames");
+    let k = &q.rings.kernel;
+    assert_eq!(k.split_chains, 0, "seed {seed}: a chain went on the TX ring in parts");
+    if cfg.sg {
+        // Chains both ways, some of them as long as the largest frame needs.
+        let longest = max_frame.div_ceil(cfg.frame_size as usize);
+        assert_eq!(k.longest_chain, longest, "seed {seed}");
+        let s = q.stats();
+        assert!(s.rx_chains > steps as u64 / 20 && s.tx_chains > steps as u64 / 20, "seed {seed}: {s:?}");
+        assert_eq!(s.rx_chains_dropped, 0);
+    }
 }
 
 #[test]
@@ -502,4 +525,169 @@ fn recv_with_tx_replies_in_place_while_reading() {
     audit(&mut q, cfg);
     assert_eq!(q.rings.kernel.wire, replies);
     assert!(seen > 500 && replies.len() > 100 && refused > 0, "seen {seen}, sent {}, refused {refused}", replies.len());
+}
+
+// ---- multi-buffer (XDP_USE_SG) ----------------------------------------
+
+/// Random rounds with frames of up to 4.5 frames' worth: chains both ways,
+/// RX batches that end inside chains, a TX ring often too full for a
+/// chain, indices that wrap.
+#[test]
+fn random_rounds_with_chains_never_lose_split_or_duplicate() {
+    for seed in 31..=34 {
+        let cfg = FakeConfig { sg: true, frames: 96, start: u32::MAX - 200 + seed as u32, ..FakeConfig::default() };
+        random_rounds_up_to(seed, cfg, 256 * 4 + 128, 5000);
+    }
+    for seed in 35..=36 {
+        let cfg = FakeConfig { sg: true, deferred_completion: true, frames: 96, ..FakeConfig::default() };
+        random_rounds_up_to(seed, cfg, 256 * 3, 5000);
+    }
+    for seed in 37..=38 {
+        let cfg = FakeConfig { sg: true, copy_mode: false, frames: 80, ring_size: 8, ..FakeConfig::default() };
+        random_rounds_up_to(seed, cfg, 256 * 2 + 1, 5000);
+    }
+}
+
+fn sg_cfg() -> FakeConfig {
+    FakeConfig { sg: true, frames: 64, frame_size: 256, ring_size: 16, ..FakeConfig::default() }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[test]
+fn a_chain_split_across_rx_batches_is_handed_over_whole() {
+    let cfg = sg_cfg();
+    let mut q = queue_for(cfg, 1000);
+    let big = pattern(1000, 1); // four frames: 256 + 256 + 256 + 232
+    assert!(q.rings.kernel.receive(&big));
+    assert!(q.rings.kernel.receive(b"small"));
+    assert_eq!(q.frames().rx, 5);
+    // The first batch ends two frames into the chain: nothing yet, and
+    // those two frames are back on the fill ring already.
+    assert!(recv_all(&mut q, 2).is_empty());
+    let c = q.frames();
+    assert_eq!((c.rx, c.fill), (3, cfg.ring_size as usize - 3));
+    audit(&mut q, cfg);
+    assert_eq!(recv_all(&mut q, 64), vec![big.clone(), b"small".to_vec()]);
+    let s = q.stats();
+    assert_eq!((s.rx_frames, s.rx_chains, s.rx_largest), (5, 1, 1000));
+    audit(&mut q, cfg);
+    // One descriptor at a time works too.
+    assert!(q.rings.kernel.receive(&big));
+    for _ in 0..3 {
+        assert!(recv_all(&mut q, 1).is_empty());
+    }
+    assert_eq!(recv_all(&mut q, 1), vec![big]);
+    assert_eq!(q.frames().fill, cfg.ring_size as usize);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn a_single_frame_packet_is_handed_over_in_place() {
+    let cfg = sg_cfg();
+    let mut q = queue_for(cfg, 1000);
+    assert!(q.rings.kernel.receive(&pattern(256, 2)));
+    assert!(q.rings.kernel.receive(&pattern(257, 3)));
+    let mut in_place = Vec::new();
+    let umem = q.rings.umem_range();
+    q.recv(64, |f| in_place.push(umem.contains(&(f.as_ptr() as usize))));
+    // A full frame is no chain: read where the kernel wrote it. The
+    // 257-byte one is a chain, read from the scratch copy.
+    assert_eq!(in_place, [true, false]);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn a_chain_waits_for_room_for_the_longest_chain_and_goes_out_whole() {
+    // TX ring of 8; frames of up to 4 frames' worth, so a send needs 4 slots.
+    let cfg = FakeConfig { ring_size: 8, deferred_completion: true, ..sg_cfg() };
+    let mut q = queue_for(cfg, 256 * 4);
+    for i in 0..5u8 {
+        assert_eq!(send(&mut q, &[i; 60]), Some(true));
+    }
+    // Three slots left: no send, not even a small one, and `f` is not called.
+    let mut called = false;
+    assert_eq!(
+        q.send_with(|_| {
+            called = true;
+            Some(1)
+        }),
+        None
+    );
+    assert!(!called);
+    audit(&mut q, cfg);
+    q.flush(); // the kernel takes all five off the ring
+    let big = pattern(256 * 4, 9);
+    assert_eq!(send(&mut q, &big), Some(true));
+    assert_eq!(send(&mut q, &big[..300]), Some(true));
+    let c = q.frames();
+    assert_eq!(c.tx, 5 + 4 + 2);
+    audit(&mut q, cfg);
+    q.flush();
+    let k = &q.rings.kernel;
+    assert_eq!(k.wire.len(), 7);
+    assert_eq!(k.wire[5], big);
+    assert_eq!(k.wire[6], big[..300]);
+    assert_eq!((k.split_chains, k.longest_chain), (0, 4));
+    let s = q.stats();
+    assert_eq!((s.tx_frames, s.tx_chains, s.tx_largest), (11, 2, 1024));
+    q.rings.kernel.complete(usize::MAX);
+    q.flush();
+    assert_eq!(q.frames().tx_in_flight(), 0);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn a_chain_needs_free_frames_for_the_longest_chain() {
+    // 16 frames: 8 on the fill ring, 8 free; chains of up to 3.
+    let cfg = FakeConfig { frames: 16, ring_size: 16, deferred_completion: true, ..sg_cfg() };
+    let mut q = queue_for(cfg, 700);
+    assert_eq!(q.frames().free, 8);
+    assert_eq!(send(&mut q, &pattern(700, 1)), Some(true));
+    assert_eq!(send(&mut q, &pattern(600, 2)), Some(true));
+    // Two free frames: not enough for a chain of three, whatever the size.
+    assert_eq!(q.frames().free, 2);
+    assert_eq!(send(&mut q, b"x"), None);
+    assert_eq!(q.stats().tx_no_frame, 1);
+    audit(&mut q, cfg);
+    q.flush();
+    q.rings.kernel.complete(usize::MAX);
+    q.flush();
+    assert_eq!(send(&mut q, b"x"), Some(true));
+    q.flush();
+    assert_eq!(q.rings.kernel.wire, vec![pattern(700, 1), pattern(600, 2), b"x".to_vec()]);
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn an_overlong_rx_chain_is_dropped_and_the_next_packet_arrives() {
+    let cfg = FakeConfig { sg: true, frames: 64, frame_size: 4096, ring_size: 32, ..FakeConfig::default() };
+    let mut q = queue_for(cfg, 9014);
+    let huge = pattern(RX_MAX + 1, 5); // 17 frames
+    assert!(q.rings.kernel.receive(&huge));
+    assert!(q.rings.kernel.receive(&pattern(9014, 6)));
+    assert_eq!(recv_all(&mut q, 10), Vec::<Vec<u8>>::new());
+    assert_eq!(recv_all(&mut q, 64), vec![pattern(9014, 6)]);
+    let s = q.stats();
+    assert_eq!((s.rx_chains_dropped, s.rx_chains), (1, 1));
+    audit(&mut q, cfg);
+}
+
+#[test]
+fn queue_config_follows_the_mtu() {
+    let q = QueueConfig::for_mtu(1500);
+    assert_eq!((q.frame_size, q.frame_capacity(), q.multi_buffer()), (2048, 1792, false));
+    // The largest MTU whose frames fit one 2048-byte frame.
+    assert!(!QueueConfig::for_mtu(1778).multi_buffer());
+    // Above it, 4096-byte frames: one still holds a full frame up to MTU
+    // 3826, chains beyond.
+    let q = QueueConfig::for_mtu(1779);
+    assert_eq!((q.frame_size, q.multi_buffer()), (4096, false));
+    assert!(!QueueConfig::for_mtu(3826).multi_buffer());
+    assert!(QueueConfig::for_mtu(3827).multi_buffer());
+    let q = QueueConfig::for_mtu(9000);
+    assert_eq!((q.frame_size, q.frame_capacity(), q.multi_buffer()), (4096, 3840, true));
+    assert_eq!((9000 + 14usize).div_ceil(q.frame_capacity()), 3);
 }
