@@ -41,6 +41,9 @@ check() { # name command...
 peer() { timeout 120 ip netns exec "$PNS" "$@"; }
 
 start_server() { # args...
+    # Not the previous server's "serving": that would return before this
+    # one can take a SIGINT.
+    rm -f "$WORK/server.log"
     ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo --control "$WORK/ctl.sock" "$@" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
