@@ -120,6 +120,19 @@ fn falls_back_to_any_free_port_when_no_steered_one_is_left() {
 }
 
 #[test]
+fn a_single_queue_stack_counts_no_open_as_a_handoff() {
+    let mut cfg = StackConfig::new(CLIENT_MAC, CLIENT_IP, 24);
+    cfg.single_queue = true;
+    let mut shard: Shard<Idle> = Shard::new(cfg, [2; 16]);
+    for i in 0..20 {
+        shard.connect(Instant::from_secs(1), remotes()[i % 3]).unwrap();
+    }
+    shard.connect_from(Instant::from_secs(1), 50000, remotes()[0]).unwrap();
+    let s = shard.stats();
+    assert_eq!((s.active_opens, s.active_opens_rss_steered, s.active_open_handoffs), (21, 0, 0));
+}
+
+#[test]
 fn a_queue_outside_the_table_or_an_address_only_hash_cannot_steer_by_port() {
     let remote = SocketAddrV4::new(SERVER_IP, 7);
     // Queue 2 is not in the table: nothing lands there.

@@ -191,11 +191,12 @@ pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progres
             client.iface, client.iface
         ));
     }
-    // One queue: replies land on it whatever the port, but the steering is
-    // read all the same, so the counters say what was known.
+    // One queue: replies land on it whatever the port, so no open relies
+    // on a hand-off; the steering is read all the same, for the log.
     let (rss, line) = rss_steering(&client.iface);
     log::info!("{line}");
     cfg.rss = rss;
+    cfg.single_queue = true;
     let mut program = SteerProgram::attach(&client.iface, cfg.ip, cfg.addresses, 0, client.mode).map_err(|e| e.to_string())?;
     // The interface's MTU: above one UMEM frame, multi-buffer AF_XDP.
     let queue = XskQueue::open(&client.iface, 0, QueueConfig::for_mtu(cfg.mtu as u32)).map_err(|e| e.to_string())?;

@@ -417,6 +417,7 @@ fn connect(c: &Connect) -> Result<(), String> {
         let handoff = ring.next().expect("one per queue");
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
+        cfg.single_queue = queues == 1;
         let shard = Shard::<EchoClient>::new(cfg, key);
         if q == 0 {
             first = Some((shard, queue, handoff));
@@ -513,6 +514,7 @@ where
         log_bind(&s.iface, &queue);
         let mut scfg = cfg.clone();
         scfg.rss = rss.as_ref().map(|r| r.for_queue(q));
+        scfg.single_queue = queues == 1;
         let mut shard = Shard::<A>::new(scfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));

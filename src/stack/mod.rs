@@ -101,6 +101,9 @@ pub struct StackConfig {
     /// replies the NIC sends to this queue. `None`: any free port, and the
     /// replies find this core through the cross-core hand-off.
     pub rss: Option<RssSelector>,
+    /// The stack has this one queue and core: every reply lands here, so
+    /// no active open relies on the hand-off (none is counted as one).
+    pub single_queue: bool,
     pub neighbor_timeout: Duration,
     pub arp_retry: Duration,
     pub arp_tries: u32,
@@ -124,6 +127,7 @@ impl StackConfig {
             tw_reuse: false,
             ephemeral_ports: (32768, 60999),
             rss: None,
+            single_queue: false,
             neighbor_timeout: Duration::from_secs(60),
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
@@ -194,7 +198,7 @@ pub struct ShardStats {
     pub active_opens_rss_steered: u64,
     /// Active opens whose replies may land on another queue and then rely
     /// on the cross-core hand-off: no steering known, or no free port
-    /// steered here.
+    /// steered here (never with `StackConfig::single_queue`).
     pub active_open_handoffs: u64,
     /// Loss recovery of the connections already retired (the live ones'
     /// counters are added when stats are read): retransmitted segments,
@@ -493,7 +497,9 @@ impl<A: App> Shard<A> {
             }
         }
         let id = self.open_any_port(now, remote, None)?;
-        self.stats.active_open_handoffs += 1;
+        if !self.cfg.single_queue {
+            self.stats.active_open_handoffs += 1;
+        }
         Ok(id)
     }
 
@@ -540,7 +546,7 @@ impl<A: App> Shard<A> {
         let steered = self.cfg.rss.as_ref().is_some_and(|r| r.lands_here(r.reply_prefix(remote, self.cfg.ip), port));
         if steered {
             self.stats.active_opens_rss_steered += 1;
-        } else {
+        } else if !self.cfg.single_queue {
             self.stats.active_open_handoffs += 1;
         }
         Ok(id)
