@@ -2,14 +2,17 @@
 //! A whole shard (the `echo` server on port 7) driven by arbitrary events:
 //! raw frames, well-formed TCP segments with fuzzed fields and options
 //! (checksums correct, so they reach the engine), time steps, and
-//! application calls on live connections. Checks that nothing panics and
-//! that every frame the shard sends is well formed: it parses, its
+//! application calls on live connections, including `send_with` and frames
+//! handled with TX frames lent (the direct path, as the runtime runs it,
+//! with a fuzzed number of free frames whose stale contents are fuzzed
+//! too). Checks that nothing panics and that every frame the shard sends,
+//! polled or written into a lent frame, is well formed: it parses, its
 //! checksums verify, and it comes from our address.
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 use xdptcp::apps::Echo;
-use xdptcp::stack::{Shard, StackConfig};
+use xdptcp::stack::{Shard, StackConfig, TxFrames};
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
 
@@ -40,6 +43,11 @@ enum Op {
     Advance(u16),
     Send(u8, Vec<u8>),
     Close(u8),
+    /// As `Raw` and `Segment`, with TX frames lent: (free frames, stale byte).
+    RawTx(Vec<u8>, u8, u8),
+    SegmentTx(Segment, u8, u8),
+    /// `Conn::send_with` with frames lent: (conn, bytes, free frames, stale byte).
+    SendWith(u8, Vec<u8>, u8, u8),
     Abort(u8),
     Shutdown,
 }
@@ -105,6 +113,34 @@ fn check(out: &[u8]) {
     }
 }
 
+/// TX frames lent to the shard: `budget` of them, holding stale bytes as a
+/// UMEM frame does; every frame written is checked.
+struct Lent {
+    frame: Vec<u8>,
+    budget: u8,
+}
+
+impl Lent {
+    fn new(budget: u8, stale: u8) -> Self {
+        Lent { frame: vec![stale; 2048], budget: budget % 8 }
+    }
+}
+
+impl TxFrames for Lent {
+    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        let n = f(&mut self.frame);
+        assert!(n <= self.frame.len(), "wrote {n} bytes into a {}-byte frame", self.frame.len());
+        if n > 0 {
+            self.budget -= 1;
+            check(&self.frame[..n]);
+        }
+        true
+    }
+}
+
 fn nth(shard: &Shard<Echo>, k: u8) -> Option<xdptcp::app::ConnId> {
     let n = shard.connections().count();
     (n > 0).then(|| shard.connections().map(|(id, _)| id).nth(usize::from(k) % n)).flatten()
@@ -142,6 +178,24 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
             }
             Op::Shutdown => shard.close_all(),
+            Op::RawTx(bytes, budget, stale) => {
+                shard.handle_frame_tx(now, &bytes, &mut app, true, &mut Lent::new(budget, stale));
+            }
+            Op::SegmentTx(seg, budget, stale) => {
+                shard.handle_frame_tx(now, &frame(&seg), &mut app, true, &mut Lent::new(budget, stale));
+            }
+            Op::SendWith(k, data, budget, stale) => {
+                if let Some(id) = nth(&shard, k) {
+                    let mut tx = Lent::new(budget, stale);
+                    shard.with_conn_tx(now, id, &mut tx, |c| {
+                        let _ = c.send_with(data.len(), |buf| {
+                            let n = data.len().min(buf.len());
+                            buf[..n].copy_from_slice(&data[..n]);
+                            n
+                        });
+                    });
+                }
+            }
         }
         while let Some(n) = shard.poll_transmit(now, &mut buf) {
             check(&buf[..n]);
