@@ -35,6 +35,11 @@ enum Op {
     Segment(Seg),
     Advance(u16),
     Send(u16),
+    /// `Connection::send_with`: written in place into the send buffer.
+    SendWith(u16),
+    /// `Connection::transmit_with`: written straight into a segment, as
+    /// `Conn::send_with`'s direct path does; the segment is checked.
+    TransmitWith(u16),
     Read(u16),
     Shutdown,
     Close,
@@ -75,7 +80,7 @@ fn repr<'a>(s: &Seg, payload: &'a [u8]) -> TcpRepr<'a> {
 fuzz_target!(|input: Input| {
     let config = Arc::new(Config::default());
     let mut now = Instant::from_secs(1);
-    let payload = vec![0x42u8; 2000];
+    let payload: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
     let mut conn = if input.passive {
         let mut syn = repr(&input.syn, &[]);
         syn.flags = TcpFlags::SYN;
@@ -99,6 +104,33 @@ fuzz_target!(|input: Input| {
                 conn.handle_timeout(now);
             }
             Op::Send(n) => given += conn.send(&payload[..usize::from(n).min(payload.len())]).unwrap_or(0),
+            Op::SendWith(n) => {
+                let want = usize::from(n).min(payload.len());
+                given += conn
+                    .send_with(want, |b| {
+                        let k = want.min(b.len());
+                        b[..k].copy_from_slice(&payload[..k]);
+                        k
+                    })
+                    .unwrap_or(0);
+            }
+            Op::TransmitWith(n) => {
+                let want = usize::from(n).min(payload.len());
+                let sent = conn.transmit_with(now, &mut buf, want, |b| {
+                    let k = want.min(b.len());
+                    b[..k].copy_from_slice(&payload[..k]);
+                    k
+                });
+                if let Some((seg_len, pay_len)) = sent {
+                    assert!(pay_len <= want, "transmit_with sent {pay_len} of {want} bytes asked for");
+                    if pay_len > 0 {
+                        let p = TcpPacket::new_checked(&buf[..seg_len]).expect("we emitted a malformed header");
+                        let seg = TcpRepr::parse(&p, *LOCAL.ip(), *REMOTE.ip(), true).expect("we emitted a bad segment");
+                        assert_eq!(seg.payload, &payload[..pay_len], "the segment carries what was written");
+                        given += pay_len;
+                    }
+                }
+            }
             Op::Read(n) => {
                 let n = usize::from(n).min(read.len());
                 delivered += conn.recv(&mut read[..n]);
