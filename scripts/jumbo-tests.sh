@@ -18,53 +18,13 @@ MTU=9000
 NAME="xj$$$RANDOM"
 SNS="$NAME-s"; PNS="$NAME-p"; SDEV="${NAME}s0"; PDEV="${NAME}p0"
 WORK=$(mktemp -d)
-SERVER_PID=""
-passed=0; failed=0
-
-cleanup() {
-    scripts/netns.sh down --name "$NAME"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-result() { # name status
-    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "jumbo: PASS $1"; else failed=$((failed + 1)); echo "jumbo: FAIL $1"; fi
-}
-
-check() { # name command...
-    local name=$1; shift
-    "$@" > "$WORK/step.out" 2>&1; local st=$?
-    sed 's/^/    /' "$WORK/step.out" | tail -6
-    result "$name" "$st"
-}
+LABEL=jumbo
+. scripts/harness.sh
 
 peer() { timeout 120 ip netns exec "$PNS" "$@"; }
 
-start_server() { # args...
-    # Not the previous server's "serving": that would return before this
-    # one can take a SIGINT.
-    rm -f "$WORK/server.log"
-    ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 --port 7 --app echo --control "$WORK/ctl.sock" "$@" > "$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        grep -q "serving" "$WORK/server.log" 2>/dev/null && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "server did not start:"; grep -v '^[0-9]*: \|^;' "$WORK/server.log" | tail -5
-    return 1
-}
-
-stop_server() { # → 0 if it exited 0 and left no XDP program attached
-    [ -n "$SERVER_PID" ] || return 1
-    kill -INT "$SERVER_PID"
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
-    wait "$SERVER_PID"; local st=$?
-    SERVER_PID=""
-    if [ "$st" != 0 ]; then echo "exit status $st"; tail -5 "$WORK/server.log"; return 1; fi
-    if ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"; then echo "XDP program still attached"; return 1; fi
-}
+# An echo server on port 7.
+start_echo() { start_server --port 7 --app echo --control "$WORK/ctl.sock" "$@"; }
 
 # One field of `xdptcp stats --json`'s total.
 stat() { "$BIN" stats --json --control "$WORK/ctl.sock" | python3 -c "import json, sys; print(json.load(sys.stdin)['total']['$1'])"; }
@@ -82,7 +42,7 @@ check "both ends at MTU $MTU, peer TX checksum offload off" topology
 
 # --- native mode, two queues: the kernel as the peer ----------------------
 started() {
-    start_server --xdp-mode native || return 1
+    start_echo --xdp-mode native || return 1
     grep -o "multi-buffer AF_XDP (XDP_USE_SG).*" "$WORK/server.log" && grep -o "XDP program attached.*" "$WORK/server.log"
 }
 check "serve starts at MTU $MTU in native mode, multi-buffer" started
@@ -150,7 +110,7 @@ check "serve exits cleanly, program detached" stop_server
 
 # --- the MSS follows --mtu ---------------------------------------------------
 mtu_flag() {
-    start_server --xdp-mode native --mtu 1500 || return 1
+    start_echo --xdp-mode native --mtu 1500 || return 1
     peer python3 tests/veth/peer.py echo 8388608 || { stop_server; return 1; }
     local tx; tx=$(stat xsk_tx_largest_frame)
     echo "--mtu 1500 on an MTU $MTU link: largest frame sent $tx B"
@@ -162,7 +122,7 @@ check "--mtu 1500 on the jumbo link: MSS 1460, frames of at most 1514 B, echo ve
 # --- generic (SKB) mode --------------------------------------------------------
 generic() {
     # Generic mode puts every frame on queue 0 (ENVIRONMENT.md): serve that one.
-    start_server --xdp-mode generic --queues 1 || return 1
+    start_echo --xdp-mode generic --queues 1 || return 1
     peer python3 tests/veth/peer.py echo 16777216 || { stop_server; return 1; }
     local rx; rx=$(stat xsk_rx_largest_frame)
     echo "generic mode: largest frame received $rx B"
@@ -182,7 +142,7 @@ link_mtu() {
 }
 longest_chain() {
     link_mtu $LONGEST || return 1
-    start_server --xdp-mode native || return 1
+    start_echo --xdp-mode native || return 1
     peer ping -c 3 -i 0.2 -W 2 -s $((LONGEST - 28)) -M do 198.18.0.1 | tail -2
     peer python3 tests/veth/peer.py echo 8388608 || { stop_server; return 1; }
     local rx tx; rx=$(stat xsk_rx_largest_frame); tx=$(stat xsk_tx_largest_frame)

@@ -13,13 +13,9 @@ NAME="xn$$$RANDOM"
 NS="$NAME-s"; DEV="${NAME}s0"
 WORK=$(mktemp -d)
 STATE="$WORK/state"
-passed=0; failed=0
-cleanup() { scripts/netns.sh down --name "$NAME"; rm -rf "$WORK"; }
-trap cleanup EXIT
+LABEL=nic-setup
+. scripts/harness.sh
 
-result() { # name status
-    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "nic-setup: PASS $1"; else failed=$((failed + 1)); echo "nic-setup: FAIL $1"; fi
-}
 in_ns() { timeout 30 ip netns exec "$NS" "$@"; }
 setup() { in_ns scripts/nic-setup.sh "$DEV" --state "$STATE" "$@"; }
 # The device's settings nic-setup.sh may touch, one line each.

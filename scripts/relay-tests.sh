@@ -20,23 +20,8 @@ IMPAIR=${RELAY_IMPAIR:---delay-ms 5 --jitter-ms 2 --loss 10 --reorder 10 --dupli
 NAME="xr$(printf %05d $(( $$ % 100000 )))$(printf %04d $(( RANDOM % 10000 )))"
 SNS="$NAME-s"; PNS="$NAME-p"; RNS="$NAME-r"; SDEV="${NAME}s0"
 WORK=$(mktemp -d)
-passed=0; failed=0
-
-cleanup() {
-    scripts/netns.sh down --name "$NAME"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-result() { # name status
-    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "relay: PASS $1"; else failed=$((failed + 1)); echo "relay: FAIL $1"; fi
-}
-check() { # name command...
-    local name=$1; shift
-    "$@" > "$WORK/step.out" 2>&1; local st=$?
-    sed 's/^/    /' "$WORK/step.out" | tail -8
-    result "$name" "$st"
-}
+LABEL=relay; CHECK_TAIL=8
+. scripts/harness.sh
 
 scripts/netns.sh up --name "$NAME" --relay > /dev/null || { echo "netns setup failed"; exit 1; }
 

@@ -11,63 +11,16 @@ BIN=${XDPTCP_BIN:-target/release/xdptcp}
 NAME="xv$$$RANDOM"
 SNS="$NAME-s"; PNS="$NAME-p"; SDEV="${NAME}s0"; PDEV="${NAME}p0"
 WORK=$(mktemp -d)
-SERVER_PID=""
-passed=0; failed=0
-
 HUGEPAGES_OLD=""
-cleanup() {
-    scripts/netns.sh down --name "$NAME"
+cleanup_extra() {
     # The hugepages test reserved some: give back the old reservation.
     if [ -n "$HUGEPAGES_OLD" ]; then sysctl -qw vm.nr_hugepages="$HUGEPAGES_OLD"; fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-result() { # name status
-    if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "veth: PASS $1"; else failed=$((failed + 1)); echo "veth: FAIL $1"; fi
-}
-
-check() { # name command...
-    local name=$1; shift
-    # VETH_ONLY=regex runs only the checks whose names match; starting and
-    # stopping servers between them still happens.
-    if [ -n "${VETH_ONLY:-}" ] && ! [[ "$name" =~ $VETH_ONLY ]]; then
-        case "$1" in start_server|stop_server) "$@" > /dev/null 2>&1; return 0 ;; *) return 0 ;; esac
-    fi
-    # In this shell, not a subshell: start/stop_server keep SERVER_PID.
-    "$@" > "$WORK/step.out" 2>&1; local st=$?
-    sed 's/^/    /' "$WORK/step.out" | tail -5
-    result "$name" "$st"
-}
+# VETH_ONLY=regex runs only the checks whose names match.
+LABEL=veth; CHECK_TAIL=5; ONLY=${VETH_ONLY:-}
+. scripts/harness.sh
 
 peer() { timeout 180 ip netns exec "$PNS" "$@"; }
-
-start_server() { # args...
-    # The previous server's log says "serving" too: waiting on it would
-    # return before this one has its signal handlers (a SIGINT then is
-    # ignored, as in any background job, and stop_server waits forever).
-    rm -f "$WORK/server.log"
-    ip netns exec "$SNS" "$BIN" serve --iface "$SDEV" --ip 198.18.0.1/24 "$@" > "$WORK/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        grep -q "serving" "$WORK/server.log" 2>/dev/null && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "server did not start:"; cat "$WORK/server.log"
-    return 1
-}
-
-stop_server() { # → 0 if it exited 0 and left no XDP program attached
-    kill -INT "$SERVER_PID"
-    # The worker notices within its longest poll sleep; give it 10 s.
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    wait "$SERVER_PID"; local st=$?
-    SERVER_PID=""
-    if [ "$st" != 0 ]; then echo "exit status $st"; cat "$WORK/server.log"; return 1; fi
-    if ip -n "$SNS" -d link show "$SDEV" | grep -q "prog/xdp"; then echo "XDP program still attached"; return 1; fi
-    return 0
-}
 
 queues=${VETH_QUEUES:-2}
 scripts/netns.sh up --name "$NAME" --queues "$queues" > /dev/null || { echo "netns setup failed"; exit 1; }
