@@ -224,10 +224,10 @@ fn rack_waits_a_reordering_window_once_reordering_was_seen() {
     assert_eq!(seg_index(mss, &fired[0].1), 3);
 }
 
-#[test]
-fn spurious_recovery_is_undone() {
-    // RFC 3522: the ACK ending recovery echoes the original's TSval, older
-    // than the retransmission's: the original was only delayed.
+/// Ten segments out, segment 0 lost: three SACKs echoing the originals'
+/// TSval start a recovery that retransmits it. Returns the window before
+/// and the originals' TSval.
+fn timestamped_recovery() -> (Script, u32, usize, u32) {
     let (mut s, mss) = sent(Config::default(), 10, 10);
     let cwnd = s.conn.cwnd();
     s.advance(RTT);
@@ -237,6 +237,14 @@ fn spurious_recovery_is_undone() {
     }
     assert!(s.conn.in_recovery());
     assert_eq!(seg_index(mss, &s.expect()), 0);
+    (s, mss, cwnd, sent_ts)
+}
+
+#[test]
+fn spurious_recovery_is_undone() {
+    // RFC 3522: the ACK ending recovery echoes the original's TSval, older
+    // than the retransmission's: the original was only delayed.
+    let (mut s, mss, cwnd, sent_ts) = timestamped_recovery();
     assert!(s.conn.cwnd() < cwnd);
     s.advance(Duration::from_millis(3));
     s.inject(Seg::ack(P1, ISS1 + 10 * mss).win(WIN).ts(503, sent_ts));
@@ -247,15 +255,8 @@ fn spurious_recovery_is_undone() {
 
 #[test]
 fn needed_recovery_is_not_undone() {
-    let (mut s, mss) = sent(Config::default(), 10, 10);
-    let cwnd = s.conn.cwnd();
-    s.advance(RTT);
-    let sent_ts = s.tsval() - RTT.as_millis() as u32;
-    for k in 2..=4 {
-        s.inject(sack(mss, 0, 1, k).ts(500, sent_ts));
-    }
+    let (mut s, mss, cwnd, _) = timestamped_recovery();
     let rxt_ts = s.tsval();
-    assert_eq!(seg_index(mss, &s.expect()), 0);
     s.advance(RTT);
     // The retransmission filled the hole: the ACK echoes its TSval.
     s.inject(Seg::ack(P1, ISS1 + 10 * mss).win(WIN).ts(520, rxt_ts));
