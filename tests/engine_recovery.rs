@@ -319,10 +319,13 @@ fn paws_still_rejects_old_duplicates() {
     let a = s.expect();
     assert!(a.payload.is_empty() && a.has(TcpFlags::ACK));
     assert_eq!(s.conn.stats().out_of_window, 1);
-    // Slightly older, but not a duplicate ACK (it moves SND.UNA): dropped too.
+    // Slightly older, but not a duplicate ACK (it moves SND.UNA): dropped
+    // too, and not answered: one answer per 500 ms to invalid pure ACKs
+    // (Linux's tcp_invalid_ratelimit).
     s.inject(Seg::ack(P1, ISS1 + mss).win(WIN).ts(99_999, 0));
-    s.expect();
+    s.expect_nothing();
     assert_eq!(s.conn.stats().out_of_window, 2);
+    assert_eq!(s.conn.stats().invalid_acks_limited, 1);
     assert_eq!(s.conn.snd_una().0, ISS1);
     // Slightly older data: dropped (only pure ACKs are let through).
     s.inject(Seg::ack(P1, ISS1).win(WIN).data(b"late").ts(99_999, 0));

@@ -98,6 +98,15 @@ impl Assembler {
         Ok(())
     }
 
+    /// RCV.NXT moved `n` bytes that no range covers or touches: every
+    /// offset moves down by `n`.
+    pub fn shift_down(&mut self, n: usize) {
+        debug_assert!(self.ranges.first().is_none_or(|&(o, _)| o > n), "a range at or below the advance");
+        for r in &mut self.ranges {
+            r.0 = r.0.saturating_sub(n);
+        }
+    }
+
     /// If a range starts at offset 0, removes it and returns its length,
     /// shifting the others down; otherwise 0.
     pub fn remove_front(&mut self) -> usize {

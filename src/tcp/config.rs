@@ -76,6 +76,17 @@ pub struct Config {
     /// probe for a single segment in flight waits this long beyond 2·SRTT
     /// (but never past the RTO); 200 ms, as RFC 8985 recommends.
     pub tlp_delayed_ack: Duration,
+    /// RFC 5681 §4.1 restart window: a sender idle for longer than the RTO
+    /// comes back with its window halved per RTO of idleness, down to
+    /// min(initial window, cwnd), as Linux's `tcp_slow_start_after_idle`
+    /// (on by default there too).
+    pub slow_start_after_idle: bool,
+    /// At most one ACK per this interval answers segments that are out of
+    /// window, fail PAWS or arrive in TIME_WAIT, unless they carry data
+    /// (Linux's `tcp_invalid_ratelimit`, 500 ms): two endpoints that each
+    /// find the other's segments unacceptable would otherwise ACK each other
+    /// at line rate.
+    pub invalid_ack_interval: Duration,
 }
 
 impl Default for Config {
@@ -103,6 +114,8 @@ impl Default for Config {
             challenge_ack_limit: 10,
             rack_tlp: true,
             tlp_delayed_ack: Duration::from_millis(200),
+            slow_start_after_idle: true,
+            invalid_ack_interval: Duration::from_millis(500),
         }
     }
 }

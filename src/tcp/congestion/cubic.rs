@@ -5,7 +5,7 @@
 //! Reno-friendly floor W_est. Windows are tracked in segments as `f64`;
 //! this runs once per ACK, not per byte.
 
-use super::{initial_window, slow_start_increase, Controller, MAX_CWND};
+use super::{initial_window, restart_window, slow_start_increase, Controller, MAX_CWND};
 use crate::time::{Duration, Instant};
 
 /// RFC 9438 §4.1: C = 0.4, β_cubic = 0.7.
@@ -148,6 +148,22 @@ impl Controller for Cubic {
         self.w_est = 0.0;
     }
 
+    fn on_tx_start(&mut self, now: Instant, idle: Duration) {
+        // RFC 9438 §5.8: t must not include the idle period, or W_cubic(t)
+        // would be far above the window when sending resumes. As Linux
+        // (bictcp_cwnd_event), the epoch moves forward by it, never past now.
+        if let Some(start) = self.epoch_start {
+            self.epoch_start = Some((start + idle).min(now));
+        }
+    }
+
+    fn restart_after_idle(&mut self, idle: Duration, rto: Duration) {
+        let iw = initial_window(self.mss, self.iw_segments);
+        let (cwnd, ssthresh) = restart_window(self.cwnd as usize, self.ssthresh, iw, idle, rto);
+        self.cwnd = cwnd as f64;
+        self.ssthresh = ssthresh;
+    }
+
     fn set_mss(&mut self, mss: usize) {
         let fresh = self.cwnd as usize == initial_window(self.mss, self.iw_segments);
         self.mss = mss.max(1);
@@ -235,6 +251,21 @@ mod tests {
         // 0.2 s elapsed: the cubic term alone would barely have moved.
         let cubic_only = c.w_cubic(0.2);
         assert!(c.window() as f64 / MSS as f64 > cubic_only + 10.0, "{} vs cubic {cubic_only}", c.window());
+    }
+
+    #[test]
+    fn idle_time_is_not_part_of_the_epoch() {
+        let mut c = Cubic::new(MSS, 100);
+        c.on_congestion_event(Instant::ZERO, 100 * MSS);
+        let rtt = Duration::from_millis(100);
+        let t0 = Instant::from_secs(1);
+        c.on_ack(t0, MSS, rtt, true);
+        let mut after_idle = c.clone();
+        // Ten seconds of idle, then one round of ACKs: as if no time passed.
+        after_idle.on_tx_start(t0 + Duration::from_secs(10), Duration::from_secs(10));
+        rtt_of_acks(&mut c, t0 + rtt, rtt);
+        rtt_of_acks(&mut after_idle, t0 + Duration::from_secs(10) + rtt, rtt);
+        assert_eq!(c.window(), after_idle.window());
     }
 
     #[test]

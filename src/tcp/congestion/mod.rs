@@ -41,6 +41,13 @@ pub trait Controller {
     fn on_retransmit_timeout(&mut self, now: Instant, in_flight: usize);
     /// The sender's MSS after option negotiation.
     fn set_mss(&mut self, mss: usize);
+    /// New data leaves with nothing in flight, `idle` after the last data
+    /// segment (Linux's CA_EVENT_TX_START). CUBIC moves its epoch past the
+    /// idle time (RFC 9438 §5.8).
+    fn on_tx_start(&mut self, _now: Instant, _idle: Duration) {}
+    /// RFC 5681 §4.1: the sender was idle for `idle`, longer than `rto`;
+    /// the window restarts (see [`restart_window`]).
+    fn restart_after_idle(&mut self, idle: Duration, rto: Duration);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -108,6 +115,12 @@ impl Controller for AnyController {
     fn set_mss(&mut self, mss: usize) {
         dispatch!(self, c => c.set_mss(mss))
     }
+    fn on_tx_start(&mut self, now: Instant, idle: Duration) {
+        dispatch!(self, c => c.on_tx_start(now, idle))
+    }
+    fn restart_after_idle(&mut self, idle: Duration, rto: Duration) {
+        dispatch!(self, c => c.restart_after_idle(idle, rto))
+    }
 }
 
 /// RFC 6928 §2 (IW10) generalised: `segments` × MSS, and for 10 segments
@@ -119,6 +132,23 @@ pub fn initial_window(mss: usize, segments: u32) -> usize {
     } else {
         segments * mss
     }
+}
+
+/// RFC 5681 §4.1's restart window after `idle` (longer than `rto`), as
+/// Linux's tcp_cwnd_restart computes it: ssthresh keeps at least 3/4 of
+/// the window (tcp_current_ssthresh), and the window halves once per RTO
+/// of idleness beyond the first, down to RW = min(IW, cwnd). Returns the
+/// new (cwnd, ssthresh).
+pub fn restart_window(cwnd: usize, ssthresh: usize, iw: usize, idle: Duration, rto: Duration) -> (usize, usize) {
+    let ssthresh = ssthresh.max(cwnd / 2 + cwnd / 4);
+    let restart = iw.min(cwnd);
+    let mut window = cwnd;
+    let mut left = idle.saturating_sub(rto);
+    while !left.is_zero() && window > restart && !rto.is_zero() {
+        window /= 2;
+        left = left.saturating_sub(rto);
+    }
+    (window.max(restart), ssthresh)
 }
 
 /// RFC 3465 §2.2 slow start: grow by the bytes acknowledged, at most L·SMSS.
@@ -136,6 +166,19 @@ mod tests {
         let c = AnyController::new(Algorithm::default(), 1460, 10);
         assert_eq!(c.algorithm(), Algorithm::Cubic);
         assert_eq!(c.window(), 14_600);
+    }
+
+    #[test]
+    fn restart_halves_per_rto_down_to_the_initial_window() {
+        let rto = Duration::from_millis(200);
+        let ms = Duration::from_millis;
+        // A halving for each started RTO of idleness beyond the first.
+        assert_eq!(restart_window(80_000, MAX_CWND, 10_000, ms(250), rto), (40_000, MAX_CWND));
+        assert_eq!(restart_window(80_000, MAX_CWND, 10_000, ms(400), rto), (40_000, MAX_CWND));
+        assert_eq!(restart_window(80_000, MAX_CWND, 10_000, ms(500), rto), (20_000, MAX_CWND));
+        assert_eq!(restart_window(80_000, 30_000, 10_000, Duration::from_secs(60), rto), (10_000, 60_000));
+        // A window below the initial window is not raised.
+        assert_eq!(restart_window(4_000, 8_000, 10_000, Duration::from_secs(60), rto), (4_000, 8_000));
     }
 
     #[test]

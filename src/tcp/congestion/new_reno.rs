@@ -1,7 +1,7 @@
 //! NewReno (RFC 5681, RFC 6582) window management, with RFC 3465
 //! byte counting. Fast-recovery mechanics live in the connection.
 
-use super::{initial_window, slow_start_increase, Controller, MAX_CWND};
+use super::{initial_window, restart_window, slow_start_increase, Controller, MAX_CWND};
 use crate::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -74,6 +74,12 @@ impl Controller for NewReno {
         // RFC 5681 §3.1 eq. 4 and the one-segment loss window.
         self.ssthresh = (in_flight / 2).max(2 * self.mss);
         self.cwnd = self.mss;
+        self.ca_acked = 0;
+    }
+
+    fn restart_after_idle(&mut self, idle: Duration, rto: Duration) {
+        let iw = initial_window(self.mss, self.iw_segments);
+        (self.cwnd, self.ssthresh) = restart_window(self.cwnd, self.ssthresh, iw, idle, rto);
         self.ca_acked = 0;
     }
 

@@ -154,6 +154,24 @@ impl Connection {
         }
     }
 
+    /// The duplicate ACK that answers an unacceptable segment (out of
+    /// window, PAWS-rejected, or arriving in TIME_WAIT), at most one per
+    /// `Config::invalid_ack_interval` unless the segment carries data or a
+    /// FIN without SYN: those are not part of an ACK loop and the sender
+    /// needs the answer (Linux's tcp_oow_rate_limited).
+    fn ack_invalid(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        if seg.segment_len() > 0 && !seg.flags.syn() {
+            self.flags |= F_ACK_NOW;
+            return;
+        }
+        if self.flags & F_OOW_ACKED != 0 && now.saturating_duration_since(self.last_oow_ack) < self.config.invalid_ack_interval {
+            self.stats.invalid_acks_limited = self.stats.invalid_acks_limited.wrapping_add(1);
+            return;
+        }
+        self.flags |= F_OOW_ACKED | F_ACK_NOW;
+        self.last_oow_ack = now;
+    }
+
     /// The receive window we promised: segments inside it are acceptable.
     fn rcv_wnd(&self) -> usize {
         self.rcv_adv - self.rcv_nxt
@@ -173,7 +191,7 @@ impl Connection {
             if flags.fin() {
                 self.timers.set(Timer::Close, now + 2 * self.config.msl);
             }
-            self.flags |= F_ACK_NOW;
+            self.ack_invalid(now, seg);
             return &[];
         }
 
@@ -194,7 +212,7 @@ impl Connection {
                         self.stats.disordered_acks = self.stats.disordered_acks.wrapping_add(1);
                     } else {
                         self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
-                        self.flags |= F_ACK_NOW;
+                        self.ack_invalid(now, seg);
                         return &[];
                     }
                 }
@@ -230,7 +248,7 @@ impl Connection {
             } else {
                 self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
             }
-            self.flags |= F_ACK_NOW;
+            self.ack_invalid(now, seg);
             return &[];
         }
 
@@ -560,6 +578,13 @@ impl Connection {
         }
     }
 
+    /// The out-of-order range holding `offset` is the one this ACK reports
+    /// first (RFC 2018 §4).
+    fn note_sacked(&mut self, offset: usize) {
+        let ooo = &self.ooo;
+        self.recent_sacks.note(offset, |a, b| ooo.iter().any(|(o, l)| o <= a && a < o + l && o <= b && b < o + l));
+    }
+
     /// Stores in-window text that starts at `seq` (≥ RCV.NXT).
     fn take_text<'p>(&mut self, now: Instant, seq: SeqNumber, payload: &'p [u8]) -> &'p [u8] {
         if payload.is_empty() {
@@ -574,10 +599,10 @@ impl Connection {
             // not kept is not SACKed, so the peer retransmits it.
             let end = offset + payload.len();
             let holding = self.ooo.iter().find(|&(o, l)| o <= offset && end <= o + l);
-            if let Some((o, l)) = holding {
+            if let Some((o, _)) = holding {
                 // All of it is here already: a D-SACK, then the block holding it.
                 self.report_duplicate(seq, seq + payload.len());
-                self.last_ooo = Some((o as u32, l as u32));
+                self.note_sacked(o);
                 self.flags |= F_ACK_NOW;
                 return &[];
             }
@@ -590,7 +615,7 @@ impl Connection {
             };
             if stored {
                 self.spend_budget(fresh, true);
-                self.last_ooo = Some((offset as u32, fits as u32));
+                self.note_sacked(offset);
             } else {
                 self.stats.ooo_dropped = self.stats.ooo_dropped.wrapping_add(1);
             }
@@ -625,15 +650,19 @@ impl Connection {
         self.spend_budget(fresh, false);
         let mut contiguous = written;
         if filled_gap {
-            // The in-order bytes may join ranges that were waiting.
-            let _ = self.ooo.add(0, written);
-            contiguous = self.ooo.remove_front();
+            // The in-order bytes may join ranges that were waiting. With
+            // the range table full they can fail to be added only if they
+            // touch no range: then they are all that became contiguous.
+            contiguous = if self.ooo.add(0, written).is_ok() {
+                self.ooo.remove_front()
+            } else {
+                self.ooo.shift_down(written);
+                written
+            };
             if self.ooo.is_empty() {
                 self.ooo.shrink();
-                self.last_ooo = None;
-            } else if let Some((off, len)) = self.last_ooo {
-                self.last_ooo = (off as usize >= contiguous).then(|| (off - contiguous as u32, len));
             }
+            self.recent_sacks.advance(contiguous);
             // RFC 5681 §4.2: ACK at once when a segment fills a gap.
             self.flags |= F_ACK_NOW;
         }

@@ -196,6 +196,8 @@ const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmissio
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
 const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
+const F_OOW_ACKED: u32 = 1 << 28; // last_oow_ack holds when an invalid segment was last answered
+const F_DATA_SENT: u32 = 1 << 29; // last_send holds when a data segment last left
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -233,6 +235,9 @@ pub struct ConnStats {
     pub disordered_acks: u32,
     /// Fast recoveries found spurious and undone (RFC 3522, RFC 4015).
     pub undos: u32,
+    /// ACKs not sent for out-of-window, PAWS-rejected or TIME_WAIT
+    /// arrivals, held back by `Config::invalid_ack_interval`.
+    pub invalid_acks_limited: u32,
 }
 
 /// What a connection's receive side may still use, set by the shard before
@@ -258,6 +263,48 @@ impl RxBudget {
 impl Default for RxBudget {
     fn default() -> Self {
         RxBudget::UNLIMITED
+    }
+}
+
+/// Offsets (from RCV.NXT) inside the out-of-order ranges that our ACKs
+/// reported first, most recent first: RFC 2018 §4 fills the SACK option's
+/// later blocks with the most recently reported ones, as Linux's
+/// `selective_acks` list does. `u32::MAX` marks an empty slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RecentSacks([u32; 4]);
+
+impl RecentSacks {
+    const EMPTY: RecentSacks = RecentSacks([u32::MAX; 4]);
+
+    /// `offset` was just reported first; older entries in the same range
+    /// (`same(a, b)`: both offsets lie in one range) are dropped.
+    fn note(&mut self, offset: usize, same: impl Fn(usize, usize) -> bool) {
+        let offset = offset.min(u32::MAX as usize - 1) as u32;
+        let mut next = [u32::MAX; 4];
+        next[0] = offset;
+        let mut n = 1;
+        for &old in self.0.iter().filter(|&&o| o != u32::MAX) {
+            if n < next.len() && !same(old as usize, offset as usize) {
+                next[n] = old;
+                n += 1;
+            }
+        }
+        self.0 = next;
+    }
+
+    /// RCV.NXT moved `n` bytes forward: entries now below it are delivered.
+    fn advance(&mut self, n: usize) {
+        let mut next = [u32::MAX; 4];
+        let mut k = 0;
+        for &old in self.0.iter().filter(|&&o| o != u32::MAX && o as usize >= n) {
+            next[k] = old - n as u32;
+            k += 1;
+        }
+        self.0 = next;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().filter(|&&o| o != u32::MAX).map(|&o| o as usize)
     }
 }
 
@@ -320,6 +367,12 @@ pub struct Connection {
     rtt_sent_at: Instant,
     last_rx: Instant,
     challenge_window: Instant,
+    /// When a segment carrying data (or FIN) last left (Linux's lsndtime):
+    /// the idle time before the next one, for RFC 5681 §4.1 and RFC 9438 §5.8.
+    last_send: Instant,
+    /// When an invalid segment was last answered with an ACK
+    /// (`Config::invalid_ack_interval`, Linux's last_oow_ack_time).
+    last_oow_ack: Instant,
 
     tx: RingBuffer,
     rx: RingBuffer,
@@ -329,8 +382,9 @@ pub struct Connection {
     budget_reassembly: u32,
     budget_memory: u32,
     budget_window: u32,
-    /// The out-of-order range most recently added (offset, len), for SACK's first block.
-    last_ooo: Option<(u32, u32)>,
+    /// The out-of-order ranges most recently reported first, for the SACK
+    /// blocks of our ACKs (RFC 2018 §4).
+    recent_sacks: RecentSacks,
     /// Every range in flight: SACKed, lost, resent, and when last sent.
     sacks: Scoreboard,
     rack: Rack,
@@ -388,11 +442,13 @@ impl Connection {
             rtt_sent_at: now,
             last_rx: now,
             challenge_window: now,
+            last_send: now,
+            last_oow_ack: now,
             ooo: Assembler::new(),
             budget_reassembly: u32::MAX,
             budget_memory: u32::MAX,
             budget_window: u32::MAX,
-            last_ooo: None,
+            recent_sacks: RecentSacks::EMPTY,
             sacks: Scoreboard::new(),
             rack: Rack::new(iss),
             rtt,
@@ -864,7 +920,8 @@ mod size_tests {
     fn connection_state_is_small() {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
-        // 648 with RACK-TLP's state and the shard's receive budget.
-        assert!(size <= 656, "Connection grew to {size} bytes");
+        // 648 with RACK-TLP's state and the shard's receive budget; 672
+        // with the idle and invalid-ACK clocks.
+        assert!(size <= 672, "Connection grew to {size} bytes");
     }
 }

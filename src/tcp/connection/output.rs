@@ -352,6 +352,9 @@ impl Connection {
                 self.undo_stamp = now.as_millis() as u32;
             }
         }
+        if self.state.is_synchronized() && (plan.len > 0 || plan.flags.fin()) {
+            self.on_data_sent(now, new_data && !plan.retransmit);
+        }
         if end > self.snd_nxt {
             self.snd_nxt = end;
         }
@@ -378,6 +381,26 @@ impl Connection {
             // RFC 8985 §7.2: new data restarts the probe timer.
             self.arm_loss_probe(now);
         }
+    }
+
+    /// A segment with data (or FIN) leaves; `fresh` if it is new data. With
+    /// nothing in flight, the sender was idle since `last_send`: CUBIC's
+    /// epoch skips the idle time (RFC 9438 §5.8, Linux CA_EVENT_TX_START),
+    /// and after more than an RTO the window restarts (RFC 5681 §4.1,
+    /// Linux's tcp_slow_start_after_idle). The segment that ends the idle
+    /// period was already allowed by the old window; the rest follow the
+    /// restarted one.
+    fn on_data_sent(&mut self, now: Instant, fresh: bool) {
+        if fresh && self.snd_una == self.snd_max && self.flags & F_DATA_SENT != 0 {
+            let idle = now.saturating_duration_since(self.last_send);
+            self.cc.on_tx_start(now, idle);
+            let rto = self.rtt.rto();
+            if self.config.slow_start_after_idle && idle > rto {
+                self.cc.restart_after_idle(idle, rto);
+            }
+        }
+        self.flags |= F_DATA_SENT;
+        self.last_send = now;
     }
 
     /// The window to advertise, with receiver SWS avoidance (RFC 1122
@@ -466,21 +489,18 @@ impl Connection {
         if self.ooo.is_empty() {
             return blocks;
         }
-        let recent = self.last_ooo.and_then(|(off, len)| {
-            let (off, len) = (off as usize, len as usize);
-            self.ooo.iter().find(|&(o, l)| o <= off && off + len <= o + l)
-        });
-        if let Some((o, l)) = recent {
-            if blocks.len() < max {
-                blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
-            }
-        }
-        for (o, l) in self.ooo.iter() {
+        // RFC 2018 §4: the range holding the latest arrival first, then
+        // the most recently reported ones, then any other (lowest first);
+        // no range twice.
+        let dsack = blocks.len();
+        let recent = self.recent_sacks.iter().filter_map(|off| self.ooo.iter().find(|&(o, l)| o <= off && off < o + l));
+        for (o, l) in recent.chain(self.ooo.iter()) {
             if blocks.len() >= max {
                 break;
             }
-            if Some((o, l)) != recent {
-                blocks.push(self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            let (left, right) = (self.rcv_nxt + o, self.rcv_nxt + (o + l));
+            if !blocks.as_slice()[dsack..].contains(&(left, right)) {
+                blocks.push(left, right);
             }
         }
         blocks

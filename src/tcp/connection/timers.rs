@@ -154,9 +154,12 @@ impl Connection {
             self.recovery = Recovery::Timeout;
             self.recover = self.snd_max;
             self.dupacks = 0;
-            // SACKed data is kept (the receiver may renege, RFC 2018 §8); a
-            // second timeout for the same data forgets it, in case it did.
-            let renege = self.retries > 1;
+            // SACKed data is kept unless the receiver reneged (RFC 2018 §8):
+            // an ACK that stopped at SACKed data shows it did (Linux's
+            // tcp_check_sack_reneging), and a second timeout for the same
+            // data forgets it in case it did. Either way SND.UNA's segment
+            // is resent first (RFC 2018 §8, RFC 6298 §5.4).
+            let renege = self.retries > 1 || self.sacks.is_sacked(self.snd_una);
             let marked = if self.rack_on() {
                 // RFC 8985 §6.3: SND.UNA's segment, and whatever has been out
                 // for RACK.rtt + RACK.reo_wnd; the rest may still arrive.
