@@ -92,3 +92,59 @@ fn forged_or_stale_cookies_are_rejected() {
     assert!(!conn.sack_enabled());
     assert_eq!(conn.window_scales(), None);
 }
+
+/// A SYN with timestamps and window scale `ws` answered with a cookie; the
+/// final ACK (`window`, `payload`, `fin`) rebuilds the connection. Returns the
+/// SYN-ACK and the connection, with the final ACK fed to it as the shard does.
+fn cookie_handshake(l: &mut Listener<u32>, now: Instant, syn: Seg, window: u16, payload: &[u8], fin: bool) -> (Seg, Box<xdptcp::tcp::Connection>) {
+    let mut out = [0u8; 64];
+    let SynOutcome::Cookie(n) = l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out) else { panic!("expected a cookie") };
+    let sa = parse(&out[..n]);
+    let mut ack = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1)).win(window);
+    if let Some(ts) = sa.options.timestamp {
+        ack = ack.ts(778, ts.tsval);
+    }
+    if !payload.is_empty() {
+        ack = ack.data(payload);
+    }
+    if fin {
+        ack = ack.fin();
+    }
+    let mut conn = l.on_cookie_ack(now, LOCAL, REMOTE, &ack.repr()).expect("valid cookie");
+    conn.handle_segment(now, &ack.repr());
+    (sa, conn)
+}
+
+fn poll_seg(conn: &mut xdptcp::tcp::Connection, now: Instant) -> Option<Seg> {
+    let mut buf = [0u8; 2048];
+    let n = conn.poll_transmit(now, &mut buf)?;
+    let p = TcpPacket::new_checked(&buf[..n]).unwrap();
+    let r = TcpRepr::parse(&p, *LOCAL.ip(), *REMOTE.ip(), true).unwrap();
+    let mut s = Seg::new(r.flags, r.seq.0).win(r.window);
+    s.ack = r.ack.0;
+    s.options = r.options;
+    s.payload = r.payload.to_vec();
+    Some(s)
+}
+
+/// RFC 7323 §2.2–2.3: the shift the peer announced applies to the windows it
+/// sends; ours (7 for the default 4 MiB buffer) to those we send. The cookie
+/// must carry the peer's shift (in our TSval, as Linux's
+/// cookie_init_timestamp), not ours.
+#[test]
+fn cookie_connection_uses_the_peers_window_scale() {
+    for peer_ws in [0u8, 6, 8, 14] {
+        let mut l = listener(ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() });
+        let now = Instant::from_secs(10);
+        let syn = Seg::syn(PEER_ISN).mss(1460).sack_ok().ts(777, 0).ws(peer_ws);
+        let (sa, conn) = cookie_handshake(&mut l, now, syn, 1000, &[], false);
+        assert_eq!(sa.options.window_scale, Some(7), "the SYN-ACK announces our own shift");
+        assert_eq!(conn.window_scales(), Some((peer_ws, 7)), "(peer's shift, ours) for a peer with shift {peer_ws}");
+        assert_eq!(conn.send_window(), 1000 << peer_ws, "the peer's window, read with its shift {peer_ws}");
+    }
+    // A shift above 14 counts as 14 (RFC 7323 §2.3).
+    let mut l = listener(ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() });
+    let syn = Seg::syn(PEER_ISN).mss(1460).ts(777, 0).ws(15);
+    let (_, conn) = cookie_handshake(&mut l, Instant::from_secs(10), syn, 1, &[], false);
+    assert_eq!(conn.window_scales(), Some((14, 7)));
+}

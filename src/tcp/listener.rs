@@ -138,19 +138,22 @@ impl<K> Listener<K> {
         SynOutcome::Accept(Box::new(Connection::accept(self.tcp.clone(), local, remote, syn, iss, ts_offset, now)))
     }
 
-    /// Writes a stateless SYN-ACK whose ISS is a cookie. Window scale and
-    /// SACK-permitted survive only when the peer uses timestamps, encoded in
-    /// our TSval (as Linux does); otherwise they are not offered.
+    /// Writes a stateless SYN-ACK whose ISS is a cookie. The peer's window
+    /// scale and SACK-permitted survive only when the peer uses timestamps,
+    /// encoded in our TSval (as Linux does); otherwise they are not offered.
     fn write_cookie_syn_ack(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, syn: &TcpRepr<'_>, out: &mut [u8]) -> Option<usize> {
         let peer_mss = syn.options.mss.unwrap_or(536);
         let (cookie, mss) = self.cookies.encode(now, local, remote, syn.seq, peer_mss);
         let mut options = TcpOptions { mss: Some(mss.min(self.tcp.mss)), ..TcpOptions::default() };
         if let (true, Some(ts)) = (self.tcp.timestamps, syn.options.timestamp) {
-            let ws = (self.tcp.window_scaling && syn.options.window_scale.is_some()).then(|| self.tcp.window_shift());
+            // RFC 7323 §2.3: the cookie keeps the PEER's shift, which applies to
+            // the windows it sends (as Linux's cookie_init_timestamp); the
+            // SYN-ACK announces ours.
+            let peer_ws = syn.options.window_scale.filter(|_| self.tcp.window_scaling);
             let sack = self.tcp.sack && syn.options.sack_permitted;
             let tsnow = self.isn.ts_offset(local, remote).wrapping_add(now.as_millis() as u32);
-            options.timestamp = Some(TcpTimestamp { tsval: self.cookies.encode_ts(tsnow, ws, sack), tsecr: ts.tsval });
-            options.window_scale = ws;
+            options.timestamp = Some(TcpTimestamp { tsval: self.cookies.encode_ts(tsnow, peer_ws, sack), tsecr: ts.tsval });
+            options.window_scale = peer_ws.map(|_| self.tcp.window_shift());
             options.sack_permitted = sack;
         }
         let repr = TcpRepr {

@@ -9,9 +9,10 @@
 //! cookie but a different SEG.SEQ fails too (a forgery passes with
 //! probability 4/2^24).
 //!
-//! Window scale and SACK-permitted cannot fit in the cookie; when the peer
-//! uses timestamps they ride in the low 6 bits of our TSval instead, and come
-//! back in the TSecr of the final ACK.
+//! The peer's window scale and SACK-permitted cannot fit in the cookie; when
+//! the peer uses timestamps they ride in the low 6 bits of our TSval instead,
+//! and come back in the TSecr of the final ACK (Linux's
+//! cookie_init_timestamp). Without timestamps neither is offered.
 
 use std::hash::Hasher;
 use std::net::SocketAddrV4;
@@ -108,8 +109,9 @@ impl SynCookies {
         MSS_TABLE.get(index as usize).copied()
     }
 
-    /// A TSval not above `tsval_now` whose low 6 bits carry the window scale
-    /// (0xf = none) and SACK-permitted.
+    /// A TSval not above `tsval_now` whose low 6 bits carry the peer's window
+    /// scale from its SYN (0xf = none; above 14 counts as 14, RFC 7323 §2.3)
+    /// and SACK-permitted.
     pub fn encode_ts(&self, tsval_now: u32, wscale: Option<u8>, sack: bool) -> u32 {
         let opts = wscale.map_or(TS_NO_WSCALE, |w| u32::from(w.min(14))) | if sack { TS_SACK } else { 0 };
         let mut ts = (tsval_now & !TS_OPT_MASK) | opts;
@@ -120,7 +122,8 @@ impl SynCookies {
         ts
     }
 
-    /// The options from the TSecr of a final ACK.
+    /// The options from the TSecr of a final ACK: the peer's window scale
+    /// (if it sent one) and SACK-permitted.
     pub fn decode_ts(&self, tsecr: u32) -> (Option<u8>, bool) {
         let ws = tsecr & 0xf;
         ((ws != TS_NO_WSCALE).then_some(ws.min(14) as u8), tsecr & TS_SACK != 0)

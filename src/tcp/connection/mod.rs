@@ -434,6 +434,9 @@ impl Connection {
 
     /// A connection rebuilt from a valid SYN cookie (the final ACK of a
     /// handshake whose SYN we did not keep): it starts ESTABLISHED.
+    /// `mss`, `wscale` and `sack` are what the peer's SYN carried, as the
+    /// cookie kept them: `wscale` is the PEER's shift, which its windows are
+    /// read with (RFC 7323 §2.3); ours is the one the SYN-ACK announced.
     #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
         config: Arc<Config>,
