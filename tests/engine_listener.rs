@@ -148,3 +148,33 @@ fn cookie_connection_uses_the_peers_window_scale() {
     let (_, conn) = cookie_handshake(&mut l, Instant::from_secs(10), syn, 1, &[], false);
     assert_eq!(conn.window_scales(), Some((14, 7)));
 }
+
+/// The stateless SYN-ACK advertised a window; the connection rebuilt from the
+/// cookie must honour it (RFC 9293 §3.10.7.4: data within RCV.WND is
+/// acceptable), so data and FIN on the final ACK, or right after it, are
+/// taken, not dropped to cost the peer an RTO.
+#[test]
+fn cookie_connection_takes_data_and_fin_on_the_final_ack() {
+    let mut l = listener(ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() });
+    let now = Instant::from_secs(10);
+    let syn = Seg::syn(PEER_ISN).mss(1460).sack_ok().ts(777, 0).ws(7);
+    let (sa, mut conn) = cookie_handshake(&mut l, now, syn, 500, b"hello", true);
+    assert_eq!(sa.window, 65535, "the SYN-ACK's (unscaled) window");
+    assert_eq!(conn.recv_queue(), 5, "data on the final ACK taken");
+    assert_eq!(conn.state(), State::CloseWait, "FIN on the final ACK taken");
+    assert_eq!(conn.stats().out_of_window, 0);
+    let reply = poll_seg(&mut conn, now).expect("an ACK");
+    assert_eq!(reply.ack, PEER_ISN + 1 + 5 + 1, "data and FIN acknowledged");
+
+    // A pure final ACK, then data before we sent anything at all.
+    let mut l = listener(ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() });
+    let syn = Seg::syn(PEER_ISN).mss(1460).ts(777, 0);
+    let (sa, mut conn) = cookie_handshake(&mut l, now, syn, 500, &[], false);
+    assert_eq!(conn.recv_window(), usize::from(sa.window), "RCV.WND is what the SYN-ACK advertised");
+    assert!(poll_seg(&mut conn, now).is_none(), "a pure ACK is not answered");
+    let tsval = sa.options.timestamp.unwrap().tsval;
+    let data = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1)).win(500).ts(779, tsval).data(&[7u8; 1000]);
+    conn.handle_segment(now, &data.repr());
+    assert_eq!(conn.recv_queue(), 1000, "data right after the final ACK taken");
+    assert_eq!(conn.stats().out_of_window, 0);
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::tcp::connection::Connection;
 use crate::tcp::isn::IsnGenerator;
-use crate::tcp::syncookie::SynCookies;
+use crate::tcp::syncookie::{self, SynCookies};
 use crate::tcp::Config;
 use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
@@ -162,7 +162,7 @@ impl<K> Listener<K> {
             seq: cookie,
             ack: syn.seq + 1,
             flags: TcpFlags::SYN | TcpFlags::ACK,
-            window: self.tcp.recv_buffer.min(u16::MAX as usize) as u16,
+            window: syncookie::syn_ack_window(&self.tcp),
             urgent: 0,
             options,
             payload: &[],

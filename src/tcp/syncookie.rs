@@ -19,6 +19,7 @@ use std::net::SocketAddrV4;
 
 use siphasher::sip::SipHasher24;
 
+use crate::tcp::Config;
 use crate::time::Instant;
 use crate::wire::SeqNumber;
 
@@ -32,6 +33,15 @@ const TS_OPT_BITS: u32 = 6;
 const TS_OPT_MASK: u32 = (1 << TS_OPT_BITS) - 1;
 const TS_NO_WSCALE: u32 = 0xf;
 const TS_SACK: u32 = 0x10;
+
+/// The window a stateless (cookie) SYN-ACK advertises: the receive buffer,
+/// up to 65,535 (RFC 7323 §2.2: a SYN's window is never scaled). The
+/// connection rebuilt from the cookie starts with this window open
+/// (`rcv_adv`), so data on or right after the final ACK is in window
+/// (RFC 9293 §3.10.7.4).
+pub fn syn_ack_window(config: &Config) -> u16 {
+    config.recv_buffer.min(u16::MAX as usize) as u16
+}
 
 #[derive(Clone)]
 pub struct SynCookies {

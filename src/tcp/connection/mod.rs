@@ -464,7 +464,9 @@ impl Connection {
         conn.take_syn_options(&syn, now);
         conn.irs = ack.seq - 1;
         conn.rcv_nxt = ack.seq;
-        conn.rcv_adv = conn.rcv_nxt;
+        // The stateless SYN-ACK advertised this window: data on (or right
+        // after) the final ACK is within it (RFC 9293 §3.10.7.4).
+        conn.rcv_adv = conn.rcv_nxt + usize::from(crate::tcp::syncookie::syn_ack_window(&conn.config));
         conn.snd_una = iss + 1;
         conn.snd_nxt = iss + 1;
         conn.snd_max = iss + 1;
