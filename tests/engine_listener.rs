@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use common::script::*;
 use xdptcp::tcp::isn::IsnGenerator;
+use xdptcp::tcp::listener::SYNCOOKIE_VALID;
 use xdptcp::tcp::syncookie::SynCookies;
 use xdptcp::tcp::{Config, Listener, ListenerConfig, State, SynCookieMode, SynOutcome};
 use xdptcp::time::{Duration, Instant};
@@ -83,14 +84,19 @@ fn forged_or_stale_cookies_are_rejected() {
     // A blind attacker guessing the cookie.
     let forged = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(2));
     assert!(l.on_cookie_ack(now, LOCAL, REMOTE, &forged.repr()).is_none());
-    // Too late: older than two 64 s counter periods.
-    let good = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1));
-    assert!(l.on_cookie_ack(now + Duration::from_secs(200), LOCAL, REMOTE, &good.repr()).is_none());
-    assert_eq!(l.stats().cookies_failed, 2);
+    assert_eq!(l.stats().cookies_failed, 1);
     // In time it is fine; without timestamps no SACK or scaling survive.
+    let good = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1));
     let conn = l.on_cookie_ack(now + Duration::from_secs(1), LOCAL, REMOTE, &good.repr()).unwrap();
     assert!(!conn.sack_enabled());
     assert_eq!(conn.window_scales(), None);
+    // Too late: older than two 64 s counter periods. Another SYN (a
+    // cookie sent at 190 s) keeps the listener under flood, so it is the
+    // cookie's own age that fails it, and it counts as failed.
+    let other = Seg::syn(PEER_ISN + 5000).mss(1460);
+    assert!(matches!(l.on_syn(now + Duration::from_secs(190), LOCAL, REMOTE, &other.repr(), &mut out), SynOutcome::Cookie(_)));
+    assert!(l.on_cookie_ack(now + Duration::from_secs(200), LOCAL, REMOTE, &good.repr()).is_none());
+    assert_eq!(l.stats().cookies_failed, 2);
 }
 
 /// A SYN with timestamps and window scale `ws` answered with a cookie; the
@@ -177,4 +183,39 @@ fn cookie_connection_takes_data_and_fin_on_the_final_ack() {
     conn.handle_segment(now, &data.repr());
     assert_eq!(conn.recv_queue(), 1000, "data right after the final ACK taken");
     assert_eq!(conn.stats().out_of_window, 0);
+}
+
+/// Linux's tcp_synq_no_recent_overflow: in `WhenFull` mode an ACK is taken
+/// as a cookie only within 2 minutes (`SYNCOOKIE_VALID`) of the last cookie
+/// sent; otherwise the listener is not under a flood, and an ACK matching no
+/// connection is not a cookie (a blind attacker's guess gets a RST instead).
+#[test]
+fn when_full_cookies_are_taken_only_after_a_recent_overflow() {
+    let cfg = ListenerConfig { syn_backlog: 1, ..ListenerConfig::default() };
+    let mut l = listener(cfg);
+    let now = Instant::from_secs(1000);
+    let mut out = [0u8; 64];
+    let syn = Seg::syn(PEER_ISN).mss(1460);
+    // The queue has room: a real half-open connection, no cookie.
+    assert!(matches!(l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out), SynOutcome::Accept(_)));
+    // What a valid cookie for this SYN looks like (from a twin listener with
+    // the same keys that did send it): this listener never sent one.
+    let mut twin = listener(ListenerConfig { syn_backlog: 0, ..cfg });
+    let SynOutcome::Cookie(n) = twin.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out) else { panic!() };
+    let sa = parse(&out[..n]);
+    let ack = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1));
+    assert!(l.on_cookie_ack(now, LOCAL, REMOTE, &ack.repr()).is_none(), "no overflow yet: no cookie accepted");
+    assert_eq!(l.stats().cookies_failed, 0, "not counted as a failed cookie (as Linux)");
+
+    // The queue overflows: a cookie goes out, and its ACK is taken.
+    let SynOutcome::Cookie(n) = l.on_syn(now, LOCAL, REMOTE, &syn.repr(), &mut out) else { panic!("queue full: a cookie") };
+    let sa = parse(&out[..n]);
+    let ack = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1));
+    assert!(l.on_cookie_ack(now + Duration::from_secs(60), LOCAL, REMOTE, &ack.repr()).is_some(), "60 s after an overflow");
+    // The cookie itself would still be valid (cookies last up to 192 s),
+    // but once SYNCOOKIE_VALID has passed since the last overflow the
+    // listener takes none.
+    assert_eq!(SYNCOOKIE_VALID, Duration::from_secs(120));
+    let late = now + SYNCOOKIE_VALID + Duration::from_secs(1);
+    assert!(l.on_cookie_ack(late, LOCAL, REMOTE, &ack.repr()).is_none(), "no overflow for 2 minutes: no cookie accepted");
 }

@@ -15,8 +15,13 @@ use crate::tcp::connection::Connection;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::{self, SynCookies};
 use crate::tcp::Config;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
+
+/// How long after the last cookie it sent a listener still takes ACKs as
+/// cookies (Linux's `TCP_SYNCOOKIE_VALID`, checked by
+/// tcp_synq_no_recent_overflow): 2 minutes.
+pub const SYNCOOKIE_VALID: Duration = Duration::from_secs(120);
 
 /// When SYN cookies are used (Linux's `tcp_syncookies`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,11 +84,13 @@ pub struct Listener<K> {
     half_open: usize,
     accept_queue: VecDeque<K>,
     stats: ListenerStats,
+    /// When this listener last sent a cookie (Linux's last_overflow stamp).
+    last_cookie: Option<Instant>,
 }
 
 impl<K> Listener<K> {
     pub fn new(local: SocketAddrV4, config: ListenerConfig, tcp: Arc<Config>, isn: IsnGenerator, cookies: SynCookies) -> Self {
-        Listener { local, config, tcp, isn, cookies, half_open: 0, accept_queue: VecDeque::new(), stats: ListenerStats::default() }
+        Listener { local, config, tcp, isn, cookies, half_open: 0, accept_queue: VecDeque::new(), stats: ListenerStats::default(), last_cookie: None }
     }
 
     pub fn local(&self) -> SocketAddrV4 {
@@ -123,6 +130,7 @@ impl<K> Listener<K> {
             return match self.write_cookie_syn_ack(now, local, remote, syn, out) {
                 Some(n) => {
                     self.stats.cookies_sent += 1;
+                    self.last_cookie = Some(now);
                     SynOutcome::Cookie(n)
                 }
                 None => SynOutcome::Drop,
@@ -179,9 +187,18 @@ impl<K> Listener<K> {
     /// An ACK matched no connection: if it completes a cookie handshake,
     /// rebuild the connection (ESTABLISHED). The caller then feeds the same
     /// segment to it so that any data it carries is taken.
+    ///
+    /// As Linux (tcp_synq_no_recent_overflow), an ACK is checked as a cookie
+    /// only within [`SYNCOOKIE_VALID`] of the last cookie this listener
+    /// sent: a listener that is not under a SYN flood answers stray ACKs
+    /// with RST rather than giving a blind attacker a cookie to guess. That
+    /// is not counted as a failed cookie.
     pub fn on_cookie_ack(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, ack: &TcpRepr<'_>) -> Option<Box<Connection>> {
         let f = ack.flags;
         if !f.ack() || f.syn() || f.rst() || self.config.syn_cookies == SynCookieMode::Off {
+            return None;
+        }
+        if self.last_cookie.is_none_or(|sent| now - sent > SYNCOOKIE_VALID) {
             return None;
         }
         let Some(mss) = self.cookies.decode(now, local, remote, ack.seq - 1, ack.ack - 1) else {
