@@ -81,8 +81,9 @@ fn forged_or_stale_cookies_are_rejected() {
     let mut out = [0u8; 64];
     let SynOutcome::Cookie(n) = l.on_syn(now, LOCAL, REMOTE, &Seg::syn(PEER_ISN).mss(1460).repr(), &mut out) else { panic!() };
     let sa = parse(&out[..n]);
-    // A blind attacker guessing the cookie.
-    let forged = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(2));
+    // A blind attacker guessing the cookie (one off in the hash, not in
+    // the MSS index of the low 3 bits).
+    let forged = Seg::ack(PEER_ISN + 1, sa.seq.wrapping_add(1 + 64));
     assert!(l.on_cookie_ack(now, LOCAL, REMOTE, &forged.repr()).is_none());
     assert_eq!(l.stats().cookies_failed, 1);
     // In time it is fine; without timestamps no SACK or scaling survive.
@@ -218,4 +219,22 @@ fn when_full_cookies_are_taken_only_after_a_recent_overflow() {
     assert_eq!(SYNCOOKIE_VALID, Duration::from_secs(120));
     let late = now + SYNCOOKIE_VALID + Duration::from_secs(1);
     assert!(l.on_cookie_ack(late, LOCAL, REMOTE, &ack.repr()).is_none(), "no overflow for 2 minutes: no cookie accepted");
+}
+
+/// Jumbo frames: a peer at MTU 9000 (MSS 8960) keeps its MSS under cookies
+/// instead of being cut to 1460; so do 4352 (FDDI), 9216 and loopback MTUs.
+#[test]
+fn cookie_mss_table_covers_jumbo_frames() {
+    let tcp = Arc::new(Config { mss: 65495, ..Config::default() });
+    let mut l: Listener<u32> = Listener::new(LOCAL, ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() }, tcp, IsnGenerator::new([1; 16]), SynCookies::new([2; 16]));
+    for (peer_mss, want) in [(1460u16, 1460u16), (4312, 4312), (8000, 4312), (8960, 8960), (9000, 8960), (9176, 9176), (16000, 9176), (65495, 65495), (65535, 65495)] {
+        let (sa, conn) = cookie_handshake(&mut l, Instant::from_secs(10), Seg::syn(PEER_ISN).mss(peer_mss), 1000, &[], false);
+        assert_eq!(sa.options.mss, Some(want), "the SYN-ACK announces the MSS the cookie keeps");
+        assert_eq!(conn.mss(), usize::from(want), "peer MSS {peer_mss}");
+    }
+    // Our own MSS still caps what we send.
+    let tcp = Arc::new(Config::for_mtu(9000));
+    let mut l: Listener<u32> = Listener::new(LOCAL, ListenerConfig { syn_backlog: 0, ..ListenerConfig::default() }, tcp, IsnGenerator::new([1; 16]), SynCookies::new([2; 16]));
+    let (_, conn) = cookie_handshake(&mut l, Instant::from_secs(10), Seg::syn(PEER_ISN).mss(9176), 1000, &[], false);
+    assert_eq!(conn.mss(), 8960);
 }
