@@ -173,8 +173,9 @@ mod tests {
         let (cookie, _) = c.encode(now, L, R, isn, 1460);
         assert_eq!(c.decode(now, R, L, isn, cookie), None, "other tuple");
         assert_eq!(c.decode(now, L, R, SeqNumber(78), cookie), None, "other peer ISN");
-        // The low 3 bits carry the MSS index: a flip there can only land on
-        // another table entry. Every other flip fails.
+        // The low 3 bits carry the MSS index: a flip there may land on
+        // another table entry (another MSS), never on this one. Every other
+        // flip fails.
         for bit in 0..32 {
             let got = c.decode(now, L, R, isn, SeqNumber(cookie.0 ^ (1 << bit)));
             if bit < 3 {
