@@ -13,10 +13,15 @@ use std::sync::Arc;
 
 use crate::tcp::connection::Connection;
 use crate::tcp::isn::IsnGenerator;
-use crate::tcp::syncookie::SynCookies;
+use crate::tcp::syncookie::{self, SynCookies};
 use crate::tcp::Config;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
+
+/// How long after the last cookie it sent a listener still takes ACKs as
+/// cookies (Linux's `TCP_SYNCOOKIE_VALID`, checked by
+/// tcp_synq_no_recent_overflow): 2 minutes.
+pub const SYNCOOKIE_VALID: Duration = Duration::from_secs(120);
 
 /// When SYN cookies are used (Linux's `tcp_syncookies`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,11 +84,13 @@ pub struct Listener<K> {
     half_open: usize,
     accept_queue: VecDeque<K>,
     stats: ListenerStats,
+    /// When this listener last sent a cookie (Linux's last_overflow stamp).
+    last_cookie: Option<Instant>,
 }
 
 impl<K> Listener<K> {
     pub fn new(local: SocketAddrV4, config: ListenerConfig, tcp: Arc<Config>, isn: IsnGenerator, cookies: SynCookies) -> Self {
-        Listener { local, config, tcp, isn, cookies, half_open: 0, accept_queue: VecDeque::new(), stats: ListenerStats::default() }
+        Listener { local, config, tcp, isn, cookies, half_open: 0, accept_queue: VecDeque::new(), stats: ListenerStats::default(), last_cookie: None }
     }
 
     pub fn local(&self) -> SocketAddrV4 {
@@ -123,6 +130,7 @@ impl<K> Listener<K> {
             return match self.write_cookie_syn_ack(now, local, remote, syn, out) {
                 Some(n) => {
                     self.stats.cookies_sent += 1;
+                    self.last_cookie = Some(now);
                     SynOutcome::Cookie(n)
                 }
                 None => SynOutcome::Drop,
@@ -138,19 +146,22 @@ impl<K> Listener<K> {
         SynOutcome::Accept(Box::new(Connection::accept(self.tcp.clone(), local, remote, syn, iss, ts_offset, now)))
     }
 
-    /// Writes a stateless SYN-ACK whose ISS is a cookie. Window scale and
-    /// SACK-permitted survive only when the peer uses timestamps, encoded in
-    /// our TSval (as Linux does); otherwise they are not offered.
+    /// Writes a stateless SYN-ACK whose ISS is a cookie. The peer's window
+    /// scale and SACK-permitted survive only when the peer uses timestamps,
+    /// encoded in our TSval (as Linux does); otherwise they are not offered.
     fn write_cookie_syn_ack(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, syn: &TcpRepr<'_>, out: &mut [u8]) -> Option<usize> {
         let peer_mss = syn.options.mss.unwrap_or(536);
         let (cookie, mss) = self.cookies.encode(now, local, remote, syn.seq, peer_mss);
         let mut options = TcpOptions { mss: Some(mss.min(self.tcp.mss)), ..TcpOptions::default() };
         if let (true, Some(ts)) = (self.tcp.timestamps, syn.options.timestamp) {
-            let ws = (self.tcp.window_scaling && syn.options.window_scale.is_some()).then(|| self.tcp.window_shift());
+            // RFC 7323 §2.3: the cookie keeps the PEER's shift, which applies to
+            // the windows it sends (as Linux's cookie_init_timestamp); the
+            // SYN-ACK announces ours.
+            let peer_ws = syn.options.window_scale.filter(|_| self.tcp.window_scaling);
             let sack = self.tcp.sack && syn.options.sack_permitted;
             let tsnow = self.isn.ts_offset(local, remote).wrapping_add(now.as_millis() as u32);
-            options.timestamp = Some(TcpTimestamp { tsval: self.cookies.encode_ts(tsnow, ws, sack), tsecr: ts.tsval });
-            options.window_scale = ws;
+            options.timestamp = Some(TcpTimestamp { tsval: self.cookies.encode_ts(tsnow, peer_ws, sack), tsecr: ts.tsval });
+            options.window_scale = peer_ws.map(|_| self.tcp.window_shift());
             options.sack_permitted = sack;
         }
         let repr = TcpRepr {
@@ -159,7 +170,7 @@ impl<K> Listener<K> {
             seq: cookie,
             ack: syn.seq + 1,
             flags: TcpFlags::SYN | TcpFlags::ACK,
-            window: self.tcp.recv_buffer.min(u16::MAX as usize) as u16,
+            window: syncookie::syn_ack_window(&self.tcp),
             urgent: 0,
             options,
             payload: &[],
@@ -176,9 +187,18 @@ impl<K> Listener<K> {
     /// An ACK matched no connection: if it completes a cookie handshake,
     /// rebuild the connection (ESTABLISHED). The caller then feeds the same
     /// segment to it so that any data it carries is taken.
+    ///
+    /// As Linux (tcp_synq_no_recent_overflow), an ACK is checked as a cookie
+    /// only within [`SYNCOOKIE_VALID`] of the last cookie this listener
+    /// sent: a listener that is not under a SYN flood answers stray ACKs
+    /// with RST rather than giving a blind attacker a cookie to guess. That
+    /// is not counted as a failed cookie.
     pub fn on_cookie_ack(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, ack: &TcpRepr<'_>) -> Option<Box<Connection>> {
         let f = ack.flags;
         if !f.ack() || f.syn() || f.rst() || self.config.syn_cookies == SynCookieMode::Off {
+            return None;
+        }
+        if self.last_cookie.is_none_or(|sent| now - sent > SYNCOOKIE_VALID) {
             return None;
         }
         let Some(mss) = self.cookies.decode(now, local, remote, ack.seq - 1, ack.ack - 1) else {

@@ -7,22 +7,27 @@
 //! H1 and H2 are SipHash-2-4 under two keys derived from a random secret.
 //! Unlike Linux, H2 also covers the peer's ISN, so an ACK with the right
 //! cookie but a different SEG.SEQ fails too (a forgery passes with
-//! probability 4/2^24).
+//! probability 8/2^24, one per MSS table entry).
 //!
-//! Window scale and SACK-permitted cannot fit in the cookie; when the peer
-//! uses timestamps they ride in the low 6 bits of our TSval instead, and come
-//! back in the TSecr of the final ACK.
+//! The peer's window scale and SACK-permitted cannot fit in the cookie; when
+//! the peer uses timestamps they ride in the low 6 bits of our TSval instead,
+//! and come back in the TSecr of the final ACK (Linux's
+//! cookie_init_timestamp). Without timestamps neither is offered.
 
 use std::hash::Hasher;
 use std::net::SocketAddrV4;
 
 use siphasher::sip::SipHasher24;
 
+use crate::tcp::Config;
 use crate::time::Instant;
 use crate::wire::SeqNumber;
 
-/// MSS values a cookie can carry (2 bits), as Linux's IPv4 table.
-pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// MSS values a cookie can carry (an index of 3 bits): Linux's IPv4 table
+/// (536, 1300, 1440, 1460), then jumbo frames, so that they are not cut to
+/// 1460 under cookies: MTU 4352 (FDDI), 9000, 9216, and 65535 (loopback),
+/// each less 40 bytes of IPv4 and TCP headers.
+pub const MSS_TABLE: [u16; 8] = [536, 1300, 1440, 1460, 4312, 8960, 9176, 65495];
 /// Cookies older than this many 64-second periods are refused.
 const MAX_AGE: u32 = 2;
 const COOKIE_BITS: u32 = 24;
@@ -31,6 +36,15 @@ const TS_OPT_BITS: u32 = 6;
 const TS_OPT_MASK: u32 = (1 << TS_OPT_BITS) - 1;
 const TS_NO_WSCALE: u32 = 0xf;
 const TS_SACK: u32 = 0x10;
+
+/// The window a stateless (cookie) SYN-ACK advertises: the receive buffer,
+/// up to 65,535 (RFC 7323 §2.2: a SYN's window is never scaled). The
+/// connection rebuilt from the cookie starts with this window open
+/// (`rcv_adv`), so data on or right after the final ACK is in window
+/// (RFC 9293 §3.10.7.4).
+pub fn syn_ack_window(config: &Config) -> u16 {
+    config.recv_buffer.min(u16::MAX as usize) as u16
+}
 
 #[derive(Clone)]
 pub struct SynCookies {
@@ -108,8 +122,9 @@ impl SynCookies {
         MSS_TABLE.get(index as usize).copied()
     }
 
-    /// A TSval not above `tsval_now` whose low 6 bits carry the window scale
-    /// (0xf = none) and SACK-permitted.
+    /// A TSval not above `tsval_now` whose low 6 bits carry the peer's window
+    /// scale from its SYN (0xf = none; above 14 counts as 14, RFC 7323 §2.3)
+    /// and SACK-permitted.
     pub fn encode_ts(&self, tsval_now: u32, wscale: Option<u8>, sack: bool) -> u32 {
         let opts = wscale.map_or(TS_NO_WSCALE, |w| u32::from(w.min(14))) | if sack { TS_SACK } else { 0 };
         let mut ts = (tsval_now & !TS_OPT_MASK) | opts;
@@ -120,7 +135,8 @@ impl SynCookies {
         ts
     }
 
-    /// The options from the TSecr of a final ACK.
+    /// The options from the TSecr of a final ACK: the peer's window scale
+    /// (if it sent one) and SACK-permitted.
     pub fn decode_ts(&self, tsecr: u32) -> (Option<u8>, bool) {
         let ws = tsecr & 0xf;
         ((ws != TS_NO_WSCALE).then_some(ws.min(14) as u8), tsecr & TS_SACK != 0)
@@ -140,7 +156,8 @@ mod tests {
     fn round_trip_every_mss() {
         let c = SynCookies::new([9; 16]);
         let now = Instant::from_secs(1000);
-        for (peer_mss, want) in [(536, 536), (1000, 536), (1300, 1300), (1440, 1440), (1460, 1460), (9000, 1460), (100, 536)] {
+        let jumbo = [(1500, 1460), (4312, 4312), (8960, 8960), (9000, 8960), (9176, 9176), (65495, 65495), (65535, 65495)];
+        for (peer_mss, want) in [(536, 536), (1000, 536), (1300, 1300), (1440, 1440), (1460, 1460), (100, 536)].into_iter().chain(jumbo) {
             let isn = SeqNumber(0xdead_beef);
             let (cookie, mss) = c.encode(now, L, R, isn, peer_mss);
             assert_eq!(mss, want);
@@ -156,13 +173,17 @@ mod tests {
         let (cookie, _) = c.encode(now, L, R, isn, 1460);
         assert_eq!(c.decode(now, R, L, isn, cookie), None, "other tuple");
         assert_eq!(c.decode(now, L, R, SeqNumber(78), cookie), None, "other peer ISN");
-        let mut rejected = 0;
+        // The low 3 bits carry the MSS index: a flip there may land on
+        // another table entry (another MSS), never on this one. Every other
+        // flip fails.
         for bit in 0..32 {
-            if c.decode(now, L, R, isn, SeqNumber(cookie.0 ^ (1 << bit))).is_none() {
-                rejected += 1;
+            let got = c.decode(now, L, R, isn, SeqNumber(cookie.0 ^ (1 << bit)));
+            if bit < 3 {
+                assert_ne!(got, Some(1460), "bit {bit}");
+            } else {
+                assert_eq!(got, None, "bit {bit} flipped");
             }
         }
-        assert!(rejected >= 30, "bit flips rejected: {rejected}/32");
         assert!(c.decode(now + Duration::from_secs(120), L, R, isn, cookie).is_some());
         assert_eq!(c.decode(now + Duration::from_secs(200), L, R, isn, cookie), None, "expired");
         assert_eq!(c.decode(now, L, R, isn, cookie), c.decode(now, L, R, isn, cookie));

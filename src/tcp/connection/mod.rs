@@ -490,6 +490,9 @@ impl Connection {
 
     /// A connection rebuilt from a valid SYN cookie (the final ACK of a
     /// handshake whose SYN we did not keep): it starts ESTABLISHED.
+    /// `mss`, `wscale` and `sack` are what the peer's SYN carried, as the
+    /// cookie kept them: `wscale` is the PEER's shift, which its windows are
+    /// read with (RFC 7323 §2.3); ours is the one the SYN-ACK announced.
     #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
         config: Arc<Config>,
@@ -517,7 +520,9 @@ impl Connection {
         conn.take_syn_options(&syn, now);
         conn.irs = ack.seq - 1;
         conn.rcv_nxt = ack.seq;
-        conn.rcv_adv = conn.rcv_nxt;
+        // The stateless SYN-ACK advertised this window: data on (or right
+        // after) the final ACK is within it (RFC 9293 §3.10.7.4).
+        conn.rcv_adv = conn.rcv_nxt + usize::from(crate::tcp::syncookie::syn_ack_window(&conn.config));
         conn.snd_una = iss + 1;
         conn.snd_nxt = iss + 1;
         conn.snd_max = iss + 1;
