@@ -81,5 +81,43 @@ PY
 }
 check "the relay impaired both directions and accounted for every frame" relay_counted
 
+# A slow kernel reader behind a relay that loses only pure ACKs (30 %):
+# the reader stops for 10 s, its window closes, and the window updates
+# that reopen it may be lost. The sender must probe its way back
+# (RFC 1122 §4.2.2.17, §4.2.3.4) and the transfer complete.
+PAUSE_BYTES=${RELAY_PAUSE_BYTES:-16777216}
+paused_reader() {
+    # The first relay is done by now (relay_counted), unless ONLY skipped it.
+    kill -INT "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
+    timeout 600 ip netns exec "$RNS" "$BENCH" relay --a "${NAME}ra" --b "${NAME}rb" --delay-ms 1 --ack-loss 30 > "$WORK/relay-acks.log" 2>&1 &
+    local relay=$!
+    sleep 1
+    ip netns exec "$PNS" python3 tests/veth/kernel_echo.py 198.18.0.2 7001 --rcvbuf 65536 --pause-after 1048576 --pause 10 > "$WORK/kernel_pause.log" 2>&1 &
+    local kernel=$!
+    sleep 0.5
+    local start=$SECONDS st=0
+    timeout 300 ip netns exec "$SNS" "$BIN" connect --iface "$SDEV" --ip 198.18.0.1/24 --remote 198.18.0.2:7001 \
+        --bytes "$PAUSE_BYTES" --conns 1 --timeout 240 || st=1
+    local took=$(( SECONDS - start ))
+    echo "    $took s"
+    kill "$kernel" 2>/dev/null; wait "$kernel" 2>/dev/null
+    cat "$WORK/kernel_pause.log"
+    grep -q "^resumed" "$WORK/kernel_pause.log" || { echo "    the reader never paused and resumed"; st=1; }
+    [ "$took" -ge 10 ] || { echo "    finished in $took s: the pause did not hold the transfer"; st=1; }
+    kill -INT "$relay"; wait "$relay" || st=1
+    cat "$WORK/relay-acks.log"
+    python3 - "$WORK/relay-acks.log" <<'PY' || st=1
+import re, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith("relay ") and " in " in l]
+assert len(lines) == 2, lines
+for l in lines:
+    c = dict((k, int(v)) for k, v in re.findall(r"(\w+) (\d+)", l.split(":", 1)[1]))
+    assert c["acks_lost"] > 0 and c["acks_lost"] == c["lost"], ("only pure ACKs were lost", l)
+    assert c["in"] + c["duplicated"] == c["out"] + c["lost"] + c["queue_drops"] + c["in_flight"], l
+PY
+    return "$st"
+}
+check "xdptcp client: $(( PAUSE_BYTES >> 20 )) MiB echoed by a kernel reader that stops for 10 s, through 30 % loss of pure ACKs" paused_reader
+
 echo "relay summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]

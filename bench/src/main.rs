@@ -219,6 +219,10 @@ struct RelayArgs {
     /// Percent of frames with one bit flipped past the Ethernet header.
     #[arg(long, default_value_t = 0.0)]
     corrupt: f64,
+    /// Percent of pure ACKs (no payload, no SYN/FIN/RST) lost, on top of
+    /// --loss: window updates and cumulative ACKs.
+    #[arg(long, default_value_t = 0.0)]
+    ack_loss: f64,
     /// Rate limit in Mbit/s per direction (0: none).
     #[arg(long, default_value_t = 0.0)]
     rate_mbit: f64,
@@ -299,6 +303,7 @@ fn relay(a: RelayArgs) -> Result<(), String> {
         reorder: pct("reorder", a.reorder)?,
         duplicate: pct("duplicate", a.duplicate)?,
         corrupt: pct("corrupt", a.corrupt)?,
+        ack_loss: pct("ack-loss", a.ack_loss)?,
         rate_bps: (a.rate_mbit.max(0.0) * 1e6) as u64,
         queue: a.queue.max(1),
     };
@@ -314,8 +319,8 @@ fn relay(a: RelayArgs) -> Result<(), String> {
     let (ab, ba) = relay::run(&a.a, &a.b, cfg, a.seed, xdp_mode(a.xdp_mode), a.core, duration, &stop)?;
     for (dir, s) in [(format!("{} -> {}", a.a, a.b), ab), (format!("{} -> {}", a.b, a.a), ba)] {
         println!(
-            "relay {dir}: in {} out {} lost {} duplicated {} corrupted {} reordered {} queue_drops {} in_flight {}",
-            s.frames_in, s.frames_out, s.lost, s.duplicated, s.corrupted, s.reordered, s.queue_drops, s.in_flight
+            "relay {dir}: in {} out {} lost {} acks_lost {} duplicated {} corrupted {} reordered {} queue_drops {} in_flight {}",
+            s.frames_in, s.frames_out, s.lost, s.acks_lost, s.duplicated, s.corrupted, s.reordered, s.queue_drops, s.in_flight
         );
     }
     Ok(())

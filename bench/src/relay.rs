@@ -34,6 +34,10 @@ pub struct Impairments {
     /// A corrupted frame has one bit flipped past its Ethernet header, where
     /// the IPv4 or TCP checksum must catch it.
     pub corrupt: f64,
+    /// Pure ACKs lost, on top of `loss`: TCP segments over IPv4 with ACK
+    /// set, no SYN, FIN or RST, and no payload. These carry the window
+    /// updates and cumulative ACKs whose loss a sender must survive.
+    pub ack_loss: f64,
     /// Bits per second; 0 for no limit.
     pub rate_bps: u64,
     /// Frames waiting for the rate limit at most; beyond it, tail drop.
@@ -42,7 +46,7 @@ pub struct Impairments {
 
 impl Default for Impairments {
     fn default() -> Self {
-        Impairments { delay: Duration::ZERO, jitter: Duration::ZERO, loss: 0.0, reorder: 0.0, duplicate: 0.0, corrupt: 0.0, rate_bps: 0, queue: 1000 }
+        Impairments { delay: Duration::ZERO, jitter: Duration::ZERO, loss: 0.0, reorder: 0.0, duplicate: 0.0, corrupt: 0.0, ack_loss: 0.0, rate_bps: 0, queue: 1000 }
     }
 }
 
@@ -51,6 +55,8 @@ impl Default for Impairments {
 pub struct LinkStats {
     pub frames_in: u64,
     pub lost: u64,
+    /// Of `lost`, the pure ACKs lost to `ack_loss`.
+    pub acks_lost: u64,
     pub duplicated: u64,
     pub corrupted: u64,
     pub reordered: u64,
@@ -91,6 +97,29 @@ impl Rng {
 /// Ethernet header: corruption starts past it, so a frame still reaches
 /// the host it was meant for and the checksums there must notice.
 const ETH: usize = 14;
+
+/// An Ethernet frame holding an IPv4 TCP segment with ACK set, none of
+/// SYN, FIN and RST, and no payload. Anything malformed is not one.
+pub fn is_pure_ack(frame: &[u8]) -> bool {
+    let be16 = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    if be16(12) != Some(0x0800) {
+        return false;
+    }
+    let Some(&vihl) = frame.get(ETH) else { return false };
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || frame.get(ETH + 9) != Some(&6) {
+        return false;
+    }
+    let Some(total) = be16(ETH + 2).map(usize::from) else { return false };
+    let tcp = ETH + ihl;
+    let (Some(&off), Some(&flags)) = (frame.get(tcp + 12), frame.get(tcp + 13)) else { return false };
+    let header = usize::from(off >> 4) * 4;
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    header >= 20 && total == ihl + header && flags & ACK != 0 && flags & (SYN | FIN | RST) == 0
+}
 
 /// One direction of the relay. Time is nanoseconds on any monotonic clock.
 #[derive(Debug)]
@@ -147,6 +176,13 @@ impl Link {
         self.stats.frames_in += 1;
         if self.rng.chance(self.cfg.loss) {
             self.stats.lost += 1;
+            return;
+        }
+        // Drawn only for pure ACKs, so the other impairments' choices are
+        // the same with or without it.
+        if self.cfg.ack_loss > 0.0 && is_pure_ack(&frame) && self.rng.chance(self.cfg.ack_loss) {
+            self.stats.lost += 1;
+            self.stats.acks_lost += 1;
             return;
         }
         if self.rng.chance(self.cfg.duplicate) {
@@ -425,6 +461,54 @@ mod tests {
         // Once the queue drains, frames are taken again.
         link.push(now, frame(99));
         assert_eq!(link.stats().queue_drops, 40);
+    }
+
+    /// An Ethernet/IPv4/TCP frame with these TCP flags, `payload` bytes,
+    /// and a 12-byte option block (as with timestamps).
+    fn segment(flags: u8, payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; ETH + 20 + 32 + payload];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[ETH] = 0x45;
+        f[ETH + 2..ETH + 4].copy_from_slice(&((20 + 32 + payload) as u16).to_be_bytes());
+        f[ETH + 9] = 6;
+        f[ETH + 20 + 12] = 8 << 4;
+        f[ETH + 20 + 13] = flags;
+        f
+    }
+
+    #[test]
+    fn ack_loss_drops_only_pure_acks() {
+        const ACK: u8 = 0x10;
+        assert!(is_pure_ack(&segment(ACK, 0)));
+        assert!(!is_pure_ack(&segment(ACK, 1)), "data");
+        assert!(!is_pure_ack(&segment(ACK | 0x01, 0)), "FIN");
+        assert!(!is_pure_ack(&segment(ACK | 0x02, 0)), "SYN-ACK");
+        assert!(!is_pure_ack(&segment(ACK | 0x04, 0)), "RST");
+        assert!(!is_pure_ack(&segment(0x02, 0)), "SYN");
+        let mut udp = segment(ACK, 0);
+        udp[ETH + 9] = 17;
+        assert!(!is_pure_ack(&udp), "UDP");
+        let mut arp = segment(ACK, 0);
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert!(!is_pure_ack(&arp), "ARP");
+        for cut in 0..ETH + 20 + 14 {
+            assert!(!is_pure_ack(&segment(ACK, 0)[..cut]), "truncated at {cut}");
+        }
+
+        let mut link = Link::new(Impairments { ack_loss: 0.3, ..Default::default() }, 5);
+        let (mut acks_out, mut data_out) = (0, 0);
+        for i in 0..10_000 {
+            let f = if i % 2 == 0 { segment(ACK, 0) } else { segment(ACK, 100) };
+            link.push(0, f);
+            while let Some(f) = link.pop(0) {
+                if is_pure_ack(&f) { acks_out += 1 } else { data_out += 1 }
+            }
+        }
+        let s = link.stats();
+        assert_eq!(data_out, 5000, "no data segment is lost");
+        assert_eq!(s.acks_lost, s.lost);
+        assert_eq!(acks_out + s.acks_lost, 5000);
+        assert!((1300..1700).contains(&s.acks_lost), "{s:?}");
     }
 
     #[test]
