@@ -141,21 +141,43 @@ fn receive_window_follows_free_buffer_space() {
 
 #[test]
 fn receiver_avoids_silly_window_updates() {
-    // RFC 1122 §4.2.3.3: don't advertise tiny increases.
+    // RFC 1122 §4.2.3.3 (Linux __tcp_select_window): don't advertise tiny
+    // increases. A closed window stays closed until it can open by
+    // min(buffer / 2, MSS): reading a few bytes sends no update, and every
+    // ACK that goes out meanwhile (here the answers to the peer's
+    // zero-window probes) still offers 0.
     let mut s = Script::established(Config { recv_buffer: 64 * 1024, ..Config::default() });
-    let mut seq = P1;
+    let scale = s.conn.window_scales().unwrap().1;
     let mss = s.conn.mss();
-    while s.conn.recv_queue() + mss <= 64 * 1024 {
-        s.inject(Seg::ack(seq, ISS1).data(&bytes(mss, 9)));
-        seq += mss as u32;
+    let mut seq = P1;
+    while s.conn.recv_window() > 0 {
+        let n = mss.min(s.conn.recv_window());
+        s.inject(Seg::ack(seq, ISS1).data(&bytes(n, 9)));
+        seq += n as u32;
     }
-    let _ = s.drain();
-    // Reading a few bytes at a time must not produce window updates.
+    let mut acks = s.drain();
+    acks.extend(s.advance(Duration::from_millis(50)).into_iter().map(|(_, g)| g));
+    let last = acks.pop().expect("the segment that closed the window is ACKed");
+    assert_eq!(last.window, 0, "the window is closed");
+    let threshold = mss.min(32 * 1024);
     let mut buf = [0u8; 10];
-    for _ in 0..20 {
-        s.conn.recv(&mut buf);
+    let mut freed = 0;
+    while freed + buf.len() < threshold {
+        freed += s.conn.recv(&mut buf);
         s.expect_nothing();
+        // A zero-window probe (an old sequence number) is answered at once.
+        s.inject(Seg::ack(seq - 1, ISS1));
+        let answer = s.expect();
+        assert_eq!(answer.ack, seq);
+        assert_eq!(answer.window, 0, "window offered after reading {freed} of the {threshold} bytes it takes to reopen");
     }
+    // Reading the rest of the threshold sends the update, by at least that much.
+    while freed < threshold {
+        freed += s.conn.recv(&mut buf);
+    }
+    let update = s.expect();
+    assert!((update.window as usize) << scale >= threshold, "update {} << {scale} after {freed} bytes read", update.window);
+    assert_eq!((update.window as usize) << scale, s.conn.recv_window());
 }
 
 #[test]

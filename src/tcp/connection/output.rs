@@ -398,10 +398,13 @@ impl Connection {
         }
         self.flags &= !F_WINDOW_HELD;
         let free = self.rx.limit() - self.rx.len();
+        // RFC 1122 §4.2.3.3: the right edge moves only by at least
+        // min(buffer / 2, MSS); a closed window too reopens only by that
+        // much (Linux __tcp_select_window), not by whatever a read freed.
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
         let grown = |adv: SeqNumber, room: usize| {
             let candidate = self.rcv_nxt + room;
-            if candidate > adv && (candidate - adv >= threshold || adv <= self.rcv_nxt) {
+            if candidate > adv && candidate - adv >= threshold {
                 candidate
             } else {
                 adv
