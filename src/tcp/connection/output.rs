@@ -402,8 +402,14 @@ impl Connection {
         // min(buffer / 2, MSS); a closed window too reopens only by that
         // much (Linux __tcp_select_window), not by whatever a read freed.
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
+        // A new right edge is one the window field carries exactly: at most
+        // 65 535 units (RFC 7323 §2.3; unscaled, RFC 9293 §3.1), rounded
+        // down to the scale's unit (Linux __tcp_select_window). RCV.ADV is
+        // thus never beyond an edge the peer was told.
+        let max = usize::from(u16::MAX) << self.rcv_wscale;
+        let unit_mask = !((1usize << self.rcv_wscale) - 1);
         let grown = |adv: SeqNumber, room: usize| {
-            let candidate = self.rcv_nxt + room;
+            let candidate = self.rcv_nxt + (room.min(max) & unit_mask);
             if candidate > adv && candidate - adv >= threshold {
                 candidate
             } else {

@@ -1,0 +1,84 @@
+//! Scripted engine tests: windows under pressure. The advertised window and
+//! RCV.ADV (RFC 9293 §3.8.6, RFC 7323 §2.3, RFC 1122 §4.2.3.3), segments
+//! at a zero receive window (RFC 9293 §3.10.7.4), the persist timer for
+//! small and zero send windows (RFC 1122 §4.2.2.17 and §4.2.3.4, RFC 9293
+//! §3.8.6.1), orphan retry limits and the user timeout (RFC 5482).
+
+mod common;
+
+use common::script::*;
+use xdptcp::tcp::{Config, RxBudget};
+use xdptcp::wire::TcpFlags;
+
+const ISS1: u32 = OUR_ISS + 1;
+const P1: u32 = PEER_ISN + 1;
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// The window a segment of ours advertises, in bytes.
+fn advertised(s: &Script, seg: &Seg) -> usize {
+    let scale = s.conn.window_scales().map_or(0, |(_, ours)| ours);
+    (seg.window as usize) << scale
+}
+
+/// Our SYN is answered by a SYN-ACK with `ws` (or none); returns our ACK of it.
+fn handshake(s: &mut Script, ws: Option<u8>) -> Seg {
+    let syn = s.expect();
+    assert!(syn.has(TcpFlags::SYN));
+    let mut syn_ack = Seg::syn(PEER_ISN).acking(ISS1).win(65535).mss(1460).sack_ok().ts(100, syn.options.timestamp.map_or(0, |t| t.tsval));
+    if let Some(ws) = ws {
+        syn_ack = syn_ack.ws(ws);
+    }
+    s.inject(syn_ack);
+    let ack = s.expect();
+    assert!(ack.has(TcpFlags::ACK) && !ack.has(TcpFlags::SYN));
+    ack
+}
+
+#[test]
+fn without_window_scaling_rcv_adv_is_the_advertised_field() {
+    // RFC 9293 §3.1: an unscaled window field carries at most 65 535. The
+    // right edge we accept data up to is what the peer was told, not the
+    // 4 MiB buffer behind it (a wider target for blind injection).
+    let mut s = Script::active(Config { window_scaling: false, ..Config::default() });
+    let ack = handshake(&mut s, Some(7));
+    assert_eq!(s.conn.window_scales(), None);
+    assert_eq!(ack.window, 65535);
+    assert_eq!(s.conn.recv_window(), 65535, "RCV.ADV − RCV.NXT");
+    // Beyond the advertised window, though inside the buffer: refused.
+    s.inject(Seg::ack(P1 + 70_000, ISS1).data(b"injected"));
+    let answer = s.expect();
+    assert_eq!(answer.ack, P1);
+    assert!(answer.options.sack_blocks.is_empty(), "nothing beyond the window was kept: {answer:?}");
+    assert_eq!(s.conn.ooo_queue(), 0);
+    assert_eq!(s.conn.stats().out_of_window, 1);
+}
+
+#[test]
+fn window_smaller_than_the_scale_unit_is_advertised_as_zero() {
+    // A 64 MiB buffer takes scale 11: a unit of 2048 bytes, more than an
+    // MSS. A window cap between the two passes receiver SWS avoidance but
+    // rounds to a field of 0 (Linux __tcp_select_window rounds down to the
+    // unit); RCV.ADV then stays at RCV.NXT: it must not run ahead of what
+    // the peer was told.
+    let mut s = Script::active(Config { recv_buffer: 64 << 20, ..Config::default() });
+    s.conn.set_rx_budget(RxBudget { window: 2000, ..RxBudget::UNLIMITED });
+    let ack = handshake(&mut s, Some(7));
+    assert_eq!(s.conn.window_scales(), Some((7, 11)));
+    assert!(s.conn.mss() < 2000);
+    assert_eq!(ack.window, 0);
+    assert_eq!(s.conn.recv_window(), 0, "RCV.ADV ran ahead of the advertised window");
+    // The peer probes the closed window with a byte: not taken, answered with 0.
+    s.inject(Seg::ack(P1, ISS1).data(b"p"));
+    let answer = s.expect();
+    assert_eq!((answer.ack, answer.window), (P1, 0));
+    assert_eq!(s.conn.recv_queue(), 0);
+    // Memory frees: the window opens by a multiple of the unit, all of it advertised.
+    s.conn.set_rx_budget(RxBudget { window: 10_000, ..RxBudget::UNLIMITED });
+    s.inject(Seg::ack(P1 - 1, ISS1));
+    let update = s.expect();
+    assert_eq!(advertised(&s, &update), 10_000 / 2048 * 2048);
+    assert_eq!(advertised(&s, &update), s.conn.recv_window());
+}
