@@ -82,3 +82,38 @@ fn window_smaller_than_the_scale_unit_is_advertised_as_zero() {
     assert_eq!(advertised(&s, &update), 10_000 / 2048 * 2048);
     assert_eq!(advertised(&s, &update), s.conn.recv_window());
 }
+
+#[test]
+fn data_at_a_zero_receive_window_still_carries_its_ack() {
+    // RFC 9293 §3.10.7.4: "If the RCV.WND is zero, no segments will be
+    // acceptable, but special allowance should be made to accept valid
+    // ACKs, URGs, and RSTs." A segment at RCV.NXT with data (a probe, or the
+    // peer's own data) has its ACK and window taken, its data dropped, as
+    // Linux does (tcp_sequence, tcp_data_queue). Otherwise two ends whose
+    // windows are both closed never learn that their data arrived.
+    let mut s = Script::established(Config { recv_buffer: 4096, ..Config::default() });
+    let mut seq = P1;
+    while s.conn.recv_window() > 0 {
+        let n = s.conn.recv_window().min(1000);
+        s.inject(Seg::ack(seq, ISS1).data(&bytes(n, 3)));
+        seq += n as u32;
+    }
+    assert_eq!(s.conn.recv_queue(), 4096);
+    s.drain();
+    s.conn.send(b"hello").unwrap();
+    let out = s.expect();
+    assert_eq!((out.payload.as_slice(), out.window), (&b"hello"[..], 0));
+    // The peer's next segment: one byte at our RCV.NXT, acknowledging our data.
+    s.inject(Seg::ack(seq, ISS1 + 5).win(1000).data(b"x"));
+    assert_eq!(s.conn.snd_una().0, ISS1 + 5, "the ACK field was ignored");
+    assert_eq!(s.conn.bytes_in_flight(), 0);
+    assert_eq!(s.conn.send_window(), 1000 << 7);
+    assert_eq!(s.conn.recv_queue(), 4096, "the byte beyond the window is not taken");
+    let answer = s.expect();
+    assert_eq!((answer.ack, answer.window), (seq, 0), "answered at once with the closed window");
+    // A bare FIN takes no buffer space: it is accepted at a zero window (as
+    // Linux does since 6.10).
+    s.inject(Seg::ack(seq, ISS1 + 5).win(1000).fin());
+    assert_eq!(s.conn.state(), xdptcp::tcp::State::CloseWait);
+    assert_eq!(s.expect().ack, seq + 1);
+}

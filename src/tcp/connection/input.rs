@@ -208,7 +208,14 @@ impl Connection {
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => in_window(seg.seq),
-            (_, 0) => false,
+            // RFC 9293 §3.10.7.4: at a zero window no segment is acceptable,
+            // "but special allowance should be made to accept valid ACKs,
+            // URGs, and RSTs". One that reaches RCV.NXT (a probe, or data
+            // sent before the peer saw the window close) is taken for its
+            // ACK and window; its text is trimmed off below (Linux
+            // tcp_sequence and tcp_data_queue). Otherwise two ends whose
+            // windows are both closed ignore each other's ACKs for ever.
+            (_, 0) => seg.seq <= self.rcv_nxt && seg.seq + seg_len > self.rcv_nxt,
             (_, _) => in_window(seg.seq) || in_window(seg.seq + (seg_len - 1)),
         };
 
@@ -307,6 +314,13 @@ impl Connection {
                 // Trim what lies beyond the window.
                 let room = (self.rcv_nxt + wnd) - seq;
                 if payload.len() > room {
+                    if room == 0 {
+                        // A zero window (see the acceptability test): the
+                        // data is dropped, the peer hears at once that the
+                        // window is still closed.
+                        self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+                        self.flags |= F_ACK_NOW;
+                    }
                     payload = &payload[..room];
                 }
                 direct = self.take_text(now, seq, payload);
