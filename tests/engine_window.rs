@@ -7,7 +7,8 @@
 mod common;
 
 use common::script::*;
-use xdptcp::tcp::{Config, RxBudget};
+use xdptcp::tcp::{CloseReason, Config, Event, RxBudget, State, Timer};
+use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::TcpFlags;
 
 const ISS1: u32 = OUR_ISS + 1;
@@ -35,6 +36,20 @@ fn handshake(s: &mut Script, ws: Option<u8>) -> Seg {
     let ack = s.expect();
     assert!(ack.has(TcpFlags::ACK) && !ack.has(TcpFlags::SYN));
     ack
+}
+
+/// Runs the clock to the next timer (or 1 s on, if none runs) and returns
+/// what was sent then, with the times.
+fn wait(s: &mut Script) -> Vec<(Instant, Seg)> {
+    match s.conn.poll_timeout() {
+        Some(t) if t > s.now => s.advance(t - s.now),
+        Some(_) => s.advance(Duration::ZERO),
+        None => s.advance(Duration::from_secs(1)),
+    }
+}
+
+fn gaps_ms(times: &[Instant]) -> Vec<u64> {
+    times.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect()
 }
 
 #[test]
@@ -116,4 +131,42 @@ fn data_at_a_zero_receive_window_still_carries_its_ack() {
     s.inject(Seg::ack(seq, ISS1 + 5).win(1000).fin());
     assert_eq!(s.conn.state(), xdptcp::tcp::State::CloseWait);
     assert_eq!(s.expect().ack, seq + 1);
+}
+
+#[test]
+fn small_peer_window_with_nothing_in_flight_does_not_hang() {
+    // A slow reader under the no-shrink rule: the peer acknowledges
+    // everything with a window of 512 bytes (4 << 7), less than an MSS and
+    // less than half the largest window it offered, and the update that
+    // would open its window is lost. Sender SWS avoidance holds the sliver
+    // back, and with nothing in flight no retransmission timer runs: RFC
+    // 1122 §4.2.3.4 / RFC 9293 §3.8.6.2.1 want the override (persist) timer
+    // armed whenever data waits and nothing is in flight (Linux
+    // tcp_check_probe_timer); when it fires, what the window allows goes
+    // (Linux tcp_write_wakeup).
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).win(4));
+    let data = bytes(10_000, 1);
+    assert_eq!(s.conn.send(&data).unwrap(), data.len());
+    s.expect_nothing();
+    assert!(s.conn.timer(Timer::Persist).is_some(), "no timer runs while data waits for a small window");
+    let start = s.now;
+    let mut received = Vec::new();
+    while received.len() < data.len() && s.now - start < Duration::from_secs(60) {
+        let mut segs: Vec<Seg> = s.drain();
+        if segs.is_empty() {
+            segs = wait(&mut s).into_iter().map(|(_, g)| g).collect();
+        }
+        for seg in segs {
+            assert!(seg.payload.len() <= 512, "beyond the peer's window: {} bytes", seg.payload.len());
+            if !seg.payload.is_empty() && seg.seq == ISS1 + received.len() as u32 {
+                received.extend_from_slice(&seg.payload);
+            }
+        }
+        // The reader takes what came: the window stays 512 from the new ACK.
+        s.inject(Seg::ack(P1, ISS1 + received.len() as u32).win(4));
+    }
+    assert_eq!(received.len(), data.len(), "sender stalled: {} of {} bytes after {:?}", received.len(), data.len(), s.now - start);
+    assert_eq!(received, data);
+    assert!(s.now - start < Duration::from_secs(10), "one RTO per sliver at most: took {:?}", s.now - start);
 }

@@ -44,10 +44,15 @@ impl Connection {
             return Some(self.send_plan(now, buf, plan));
         }
         if self.flags & F_PROBE != 0 {
+            self.flags &= !F_PROBE;
+            // The persist (or keepalive) timer fired: new data as far as the
+            // peer's window allows, if it has room (Linux tcp_write_wakeup).
+            if let Some(plan) = self.plan_wakeup(buf.len().saturating_sub(self.data_header_len())) {
+                return Some(self.send_plan(now, buf, plan));
+            }
             // Zero-window and keepalive probes: an old sequence number forces
             // the peer to answer with an ACK showing its window (RFC 1122
             // §4.2.3.6; Linux's tcp_xmit_probe_skb).
-            self.flags &= !F_PROBE;
             let seq = self.snd_una - 1;
             return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
         }
@@ -283,10 +288,9 @@ impl Connection {
             if len == 0 {
                 if cwnd_room == 0 {
                     self.flags |= F_CWND_LIMITED;
-                } else if wnd_room == 0 && self.snd_max == self.snd_una && !self.timers.is_set(Timer::Persist) {
-                    // RFC 9293 §3.8.6.1: nothing in flight and a zero window:
-                    // the persist timer will probe.
-                    self.arm_persist(now);
+                } else {
+                    // RFC 9293 §3.8.6.1: a zero window: the persist timer will probe.
+                    self.check_probe_timer(now);
                 }
                 return None;
             }
@@ -301,6 +305,9 @@ impl Connection {
                 if len < mss && cwnd_room < mss {
                     self.flags |= F_CWND_LIMITED;
                 }
+                // A window too small to use, and maybe nothing in flight:
+                // without a timer, a lost window update would stall us.
+                self.check_probe_timer(now);
                 return None;
             }
             if cwnd_room <= len {
@@ -319,6 +326,40 @@ impl Connection {
             return Some(Plan { seq: self.snd_nxt, len: 0, flags: TcpFlags::ACK | TcpFlags::FIN, retransmit: false, probe: false });
         }
         None
+    }
+
+    /// RFC 1122 §4.2.3.4 and RFC 9293 §3.8.6.2.1: data waits and nothing
+    /// is in flight, so no retransmission timer runs: the persist timer
+    /// (which is also the SWS override timer) does, whatever the window,
+    /// zero or too small to use (Linux tcp_check_probe_timer).
+    fn check_probe_timer(&mut self, now: Instant) {
+        if self.snd_max == self.snd_una && !self.timers.is_set(Timer::Persist) {
+            self.arm_persist(now);
+        }
+    }
+
+    /// When the persist or keepalive timer fired: new data as far as the
+    /// peer's window allows, whatever sender SWS avoidance, Nagle or the
+    /// congestion window say (the override of RFC 1122 §4.2.3.4; Linux
+    /// tcp_write_wakeup); `None` when the window has no room.
+    fn plan_wakeup(&self, room: usize) -> Option<Plan> {
+        if !self.state.is_synchronized() || self.state == State::TimeWait {
+            return None;
+        }
+        let unsent = self.unsent_data();
+        let wnd_room = (self.snd_una + self.snd_wnd as usize) - self.snd_nxt;
+        if unsent == 0 || wnd_room == 0 {
+            return None;
+        }
+        let len = unsent.min(usize::from(self.smss).min(room).max(1)).min(wnd_room);
+        let mut flags = TcpFlags::ACK;
+        if len == unsent {
+            flags |= TcpFlags::PSH;
+            if self.fin_pending() {
+                flags |= TcpFlags::FIN;
+            }
+        }
+        Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false, probe: false })
     }
 
     fn retransmit_plan(&self, seq: SeqNumber, len: usize) -> Plan {
@@ -367,7 +408,11 @@ impl Connection {
             }
             self.snd_max = end;
         }
-        // RFC 6298 §5.1: the timer runs whenever data is outstanding.
+        // RFC 6298 §5.1: the timer runs whenever data is outstanding; the
+        // persist timer is not needed then.
+        if end > plan.seq && self.state.is_synchronized() {
+            self.timers.clear(Timer::Persist);
+        }
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }

@@ -186,11 +186,16 @@ impl Connection {
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 
-    /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
+    /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17), or the
+    /// SWS override of a window too small to use (RFC 1122 §4.2.3.4): data
+    /// waits and nothing is in flight. `poll_transmit` sends what the window
+    /// allows, else the probe.
     fn on_persist_timeout(&mut self, now: Instant) {
-        if self.snd_wnd == 0 && self.unsent_data() > 0 && self.state.is_synchronized() {
+        if self.unsent_data() > 0 && self.snd_max == self.snd_una && self.state.is_synchronized() {
             self.flags |= F_PROBE;
-            self.probes = self.probes.saturating_add(1);
+            if self.snd_una + self.snd_wnd as usize <= self.snd_nxt {
+                self.probes = self.probes.saturating_add(1);
+            }
             self.arm_persist(now);
         } else {
             self.probes = 0;
