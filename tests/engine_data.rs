@@ -210,15 +210,33 @@ fn sender_avoids_silly_window_segments() {
 
 #[test]
 fn zero_window_is_probed_with_backoff() {
+    // RFC 1122 §4.2.2.17, RFC 9293 §3.8.6.1: a closed window is probed for
+    // as long as the peer answers. Each probe here is answered, the window
+    // still closed: the answers show the peer alive (they reset the count
+    // of unanswered probes that would end the connection, Linux
+    // icsk_probes_out) but not the backoff (icsk_backoff), which doubles
+    // from the RTO up to the RTO cap (tcp_probe0_when).
     let mut s = Script::established(Script::config());
     s.inject(Seg::ack(P1, ISS1).win(0));
     s.conn.send(b"blocked").unwrap();
     s.expect_nothing();
-    let probes = s.advance(Duration::from_secs(10));
-    assert!(probes.len() >= 3, "probes: {probes:?}");
-    let gaps: Vec<_> = probes.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    assert!(gaps.windows(2).all(|g| g[1] >= g[0] * 2 - Duration::from_millis(1)), "backoff: {gaps:?}");
-    // Each probe elicits an ACK; the window opens and the data flows.
+    let mut times = vec![s.now];
+    while times.len() <= 30 {
+        let t = s.conn.poll_timeout().expect("the persist timer runs");
+        for (at, probe) in s.advance(t - s.now) {
+            // A probe: an old sequence number, no data (RFC 1122 §4.2.3.6).
+            assert_eq!((probe.seq, probe.payload.len()), (ISS1 - 1, 0), "{probe:?}");
+            times.push(at);
+            s.inject(Seg::ack(P1, ISS1).win(0));
+        }
+    }
+    let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert_eq!(&gaps[..10], &[200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 51_200, 102_400], "backoff: {gaps:?}");
+    assert!(gaps[10..].iter().all(|&g| g == 120_000), "capped at the 120 s RTO cap: {gaps:?}");
+    // 30 probes in about an hour, more than the 15 retransmissions that
+    // would end a connection whose peer is silent.
+    assert_eq!(s.conn.state(), State::Established);
+    // The window opens and the data flows.
     s.inject(Seg::ack(P1, ISS1).win(100));
     let seg = s.expect();
     assert_eq!(seg.payload, b"blocked");

@@ -48,10 +48,6 @@ fn wait(s: &mut Script) -> Vec<(Instant, Seg)> {
     }
 }
 
-fn gaps_ms(times: &[Instant]) -> Vec<u64> {
-    times.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect()
-}
-
 #[test]
 fn without_window_scaling_rcv_adv_is_the_advertised_field() {
     // RFC 9293 §3.1: an unscaled window field carries at most 65 535. The
@@ -169,4 +165,75 @@ fn small_peer_window_with_nothing_in_flight_does_not_hang() {
     assert_eq!(received.len(), data.len(), "sender stalled: {} of {} bytes after {:?}", received.len(), data.len(), s.now - start);
     assert_eq!(received, data);
     assert!(s.now - start < Duration::from_secs(10), "one RTO per sliver at most: took {:?}", s.now - start);
+}
+
+#[test]
+fn unanswered_zero_window_probes_give_up() {
+    // The window closed, then the peer went silent: after tcp_retries2 (15)
+    // unanswered probes the connection ends with a RST, as Linux's
+    // tcp_probe_timer does, instead of probing every two minutes for ever.
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).win(0));
+    s.conn.send(b"blocked").unwrap();
+    s.expect_nothing();
+    let start = s.now;
+    let sent = s.advance(Duration::from_secs(3600));
+    let probes = sent.iter().filter(|(_, g)| !g.has(TcpFlags::RST)).count();
+    assert_eq!(s.conn.state(), State::Closed, "still {:?} after {probes} probes", s.conn.state());
+    assert_eq!(probes, 15);
+    let (at, last) = sent.last().unwrap();
+    assert!(last.has(TcpFlags::RST));
+    // 200 ms doubling to the 120 s cap: 204.6 s, then 6 × 120 s.
+    assert_eq!((*at - start).as_millis(), 204_600 + 6 * 120_000);
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}
+
+#[test]
+fn zero_window_with_data_in_flight_is_not_timed_out_while_the_peer_answers() {
+    // The peer took part of what we sent, closed its window and dropped the
+    // rest. Our retransmissions then probe the window, and each is answered
+    // (window still 0): the peer is alive, so the retransmission limit does
+    // not end the connection (Linux tcp_retransmit_timer's zero-window case;
+    // it gives up only if the peer falls silent for 2 × the RTO cap).
+    let mut s = Script::established(Script::config());
+    let data = bytes(3000, 7);
+    s.conn.send(&data).unwrap();
+    assert_eq!(s.drain().iter().map(|g| g.payload.len()).sum::<usize>(), 3000);
+    s.inject(Seg::ack(P1, ISS1 + 1000).win(0));
+    let start = s.now;
+    let mut answered = 0;
+    while s.now - start < Duration::from_secs(3600) {
+        let sent = wait(&mut s);
+        for (_, seg) in &sent {
+            assert!(!seg.has(TcpFlags::RST), "reset after {answered} answered retransmissions");
+            answered += 1;
+            s.inject(Seg::ack(P1, ISS1 + 1000).win(0));
+        }
+    }
+    assert!(answered > 15, "{answered}");
+    assert_eq!(s.conn.state(), State::Established);
+    // The window opens: the rest goes.
+    s.inject(Seg::ack(P1, ISS1 + 1000).win(512));
+    let mut sent: Vec<Seg> = s.drain();
+    sent.extend(wait(&mut s).into_iter().map(|(_, g)| g));
+    assert!(sent.iter().any(|g| g.seq == ISS1 + 1000 && !g.payload.is_empty()), "{sent:?}");
+}
+
+#[test]
+fn zero_window_with_data_in_flight_gives_up_once_the_peer_is_silent() {
+    // The same closed window, but the peer is gone: the connection ends
+    // once nothing has been heard for twice the 120 s RTO cap (Linux
+    // tcp_rtx_probe0_timed_out), at the first retransmission after that.
+    let mut s = Script::established(Script::config());
+    s.conn.send(&bytes(3000, 7)).unwrap();
+    s.drain();
+    s.inject(Seg::ack(P1, ISS1 + 1000).win(0));
+    let heard = s.now;
+    let sent = s.advance(Duration::from_secs(3600));
+    let (at, last) = sent.last().unwrap();
+    assert!(last.has(TcpFlags::RST), "{last:?}");
+    assert_eq!(s.conn.state(), State::Closed);
+    let silent = *at - heard;
+    assert!(silent > Duration::from_secs(240) && silent <= Duration::from_secs(360), "gave up after {silent:?} of silence");
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
 }

@@ -407,8 +407,10 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             if was_zero && window > 0 {
+                // The window opened: probing is over (Linux tcp_ack_probe).
                 self.timers.clear(Timer::Persist);
                 self.probes = 0;
+                self.persist_backoff = 0;
             }
         }
 

@@ -275,7 +275,13 @@ pub struct Connection {
     snd_wscale: u8,
     rcv_wscale: u8,
     retries: u8,
+    /// Unanswered keepalive or zero-window probes (Linux icsk_probes_out):
+    /// any acceptable ACK resets it.
     probes: u8,
+    /// Zero-window probes sent since the window closed (Linux
+    /// icsk_backoff): the persist interval's exponent. Answers that keep
+    /// the window closed do not reset it; an opening window does.
+    persist_backoff: u8,
     challenge_count: u8,
 
     // Send sequence space (RFC 9293 §3.3.1); SND.MAX is RFC 6675's HighData.
@@ -360,6 +366,7 @@ impl Connection {
             rcv_wscale: 0,
             retries: 0,
             probes: 0,
+            persist_backoff: 0,
             challenge_count: 0,
             iss,
             snd_una: iss,

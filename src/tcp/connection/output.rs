@@ -412,6 +412,7 @@ impl Connection {
         // persist timer is not needed then.
         if end > plan.seq && self.state.is_synchronized() {
             self.timers.clear(Timer::Persist);
+            self.persist_backoff = 0;
         }
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());

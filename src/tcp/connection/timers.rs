@@ -2,7 +2,6 @@
 //! minimum, and what happens when each one fires.
 
 use super::*;
-use crate::time::Duration;
 
 /// One entry per timer a connection can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +61,6 @@ impl Timers {
         (at != UNSET).then(|| Instant::from_nanos(at))
     }
 }
-
-/// Zero-window probes back off like the RTO, capped as Linux caps them.
-const MAX_PERSIST: Duration = Duration::from_secs(60);
 
 impl Connection {
     /// The next instant at which `handle_timeout` must be called.
@@ -130,7 +126,15 @@ impl Connection {
             State::SynReceived => self.config.synack_retries,
             _ => self.config.max_retries,
         };
-        if u32::from(self.retries) >= limit {
+        // Linux tcp_retransmit_timer: at a zero window our retransmissions
+        // probe the window, and a peer that keeps answering them (ACKs
+        // showing the window still closed) is alive: they back off but do
+        // not count towards the retransmission limit, and the connection
+        // ends only if the peer falls silent for twice the RTO cap
+        // (tcp_rtx_probe0_timed_out). An orphan gets no such grace.
+        let probing_window = self.state.is_synchronized() && self.snd_wnd == 0 && self.flags & F_APP_CLOSED == 0;
+        let give_up = if probing_window { now - self.last_rx > 2 * self.config.max_rto } else { u32::from(self.retries) >= limit };
+        if give_up {
             // Give up: tell the peer with a RST (except for an unanswered SYN,
             // which has no peer state to reset) and report the timeout.
             if self.state != State::SynSent {
@@ -139,7 +143,9 @@ impl Connection {
             self.enter_closed(CloseReason::TimedOut);
             return;
         }
-        self.retries = self.retries.saturating_add(1);
+        if !probing_window {
+            self.retries = self.retries.saturating_add(1);
+        }
         self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
         self.rtt.on_backoff(); // §5.5
         self.flags &= !F_TIMED; // Karn: a retransmitted segment is never timed
@@ -190,22 +196,38 @@ impl Connection {
     /// SWS override of a window too small to use (RFC 1122 §4.2.3.4): data
     /// waits and nothing is in flight. `poll_transmit` sends what the window
     /// allows, else the probe.
+    ///
+    /// As Linux's tcp_probe_timer: the probes back off (`persist_backoff`)
+    /// whether or not they are answered, and a peer that answers each one,
+    /// window still closed, is kept for as long as it does (RFC 1122
+    /// §4.2.2.17); `max_retries` probes in a row left unanswered end the
+    /// connection.
     fn on_persist_timeout(&mut self, now: Instant) {
         if self.unsent_data() > 0 && self.snd_max == self.snd_una && self.state.is_synchronized() {
-            self.flags |= F_PROBE;
             if self.snd_una + self.snd_wnd as usize <= self.snd_nxt {
+                if u32::from(self.probes) >= self.config.max_retries {
+                    self.flags |= F_SEND_RST;
+                    self.enter_closed(CloseReason::TimedOut);
+                    return;
+                }
                 self.probes = self.probes.saturating_add(1);
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
             }
+            self.flags |= F_PROBE;
             self.arm_persist(now);
         } else {
             self.probes = 0;
+            self.persist_backoff = 0;
         }
     }
 
+    /// The persist interval: the RTO (at least the minimum), doubled for
+    /// each zero-window probe sent, up to the RTO cap (Linux
+    /// tcp_probe0_when with TCP_RTO_MAX).
     pub(super) fn arm_persist(&mut self, now: Instant) {
         let base = self.rtt.rto().max(self.config.min_rto);
-        let shift = u32::from(self.probes.min(16));
-        let interval = base.saturating_mul(1 << shift).min(MAX_PERSIST);
+        let shift = u32::from(self.persist_backoff.min(16));
+        let interval = base.saturating_mul(1 << shift).min(self.config.max_rto.max(base));
         self.timers.set(Timer::Persist, now + interval);
     }
 
