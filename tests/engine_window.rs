@@ -237,3 +237,75 @@ fn zero_window_with_data_in_flight_gives_up_once_the_peer_is_silent() {
     assert!(silent > Duration::from_secs(240) && silent <= Duration::from_secs(360), "gave up after {silent:?} of silence");
     assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
 }
+
+/// The RTO alone: no tail loss probe (RFC 8985) standing in for the first one.
+fn no_tlp() -> Config {
+    Config { rack_tlp: false, ..Config::default() }
+}
+
+#[test]
+fn orphan_held_at_a_zero_window_gives_up() {
+    // The application closed with data still queued: FIN_WAIT_1, unsent
+    // data and the FIN behind it, and the peer answers every probe with a
+    // window of 0 (a sockstress-style pin). An orphan gets orphan_retries
+    // (8) probes, then ends with a RST and a stated reason, in bounded time
+    // (Linux tcp_probe_timer with tcp_orphan_retries).
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).win(0));
+    s.conn.send(&bytes(5000, 1)).unwrap();
+    s.expect_nothing();
+    s.conn.close();
+    assert_eq!(s.conn.state(), State::FinWait1);
+    let start = s.now;
+    let mut probes = 0;
+    while s.conn.state() != State::Closed && s.now - start < Duration::from_secs(3600) {
+        for (_, seg) in wait(&mut s) {
+            if seg.has(TcpFlags::RST) {
+                continue;
+            }
+            assert_eq!((seg.seq, seg.payload.len()), (ISS1 - 1, 0), "{seg:?}");
+            probes += 1;
+            s.inject(Seg::ack(P1, ISS1).win(0));
+        }
+    }
+    assert_eq!(s.conn.state(), State::Closed, "still {:?} after {probes} answered probes in {:?}", s.conn.state(), s.now - start);
+    assert_eq!(probes, 8);
+    // Probes at 0.2 s doubling: the eighth at 51 s, the end 51.2 s later.
+    assert_eq!((s.now - start).as_millis(), 102_200);
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}
+
+#[test]
+fn orphan_retransmissions_are_bounded() {
+    // Closed with data unacknowledged and the peer silent: orphan_retries
+    // (8) retransmission timeouts, not max_retries (15) (Linux
+    // tcp_write_timeout for an orphan).
+    let mut s = Script::established(no_tlp());
+    s.conn.send(b"last words").unwrap();
+    s.conn.close();
+    let first = s.expect();
+    assert!(first.has(TcpFlags::FIN));
+    let sent = s.advance(Duration::from_secs(3600));
+    let resent = sent.iter().filter(|(_, g)| g.payload == b"last words").count();
+    assert_eq!(resent, 8, "{} retransmissions", resent);
+    assert!(sent.last().unwrap().1.has(TcpFlags::RST));
+    assert_eq!(s.conn.state(), State::Closed);
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}
+
+#[test]
+fn orphan_retries_is_configurable() {
+    let mut s = Script::established(Config { orphan_retries: 3, ..no_tlp() });
+    s.conn.send(b"x").unwrap();
+    s.conn.close();
+    s.expect();
+    let sent = s.advance(Duration::from_secs(3600));
+    assert_eq!(sent.iter().filter(|(_, g)| g.payload == b"x").count(), 3);
+    assert_eq!(s.conn.state(), State::Closed);
+    // A connection the application still holds keeps max_retries.
+    let mut s = Script::established(Config { orphan_retries: 3, ..no_tlp() });
+    s.conn.send(b"x").unwrap();
+    s.expect();
+    let sent = s.advance(Duration::from_secs(3600));
+    assert_eq!(sent.iter().filter(|(_, g)| g.payload == b"x").count(), 15);
+}

@@ -64,6 +64,14 @@ pub struct Config {
     /// FIN_WAIT_2 timeout for connections the application has closed
     /// (`tcp_fin_timeout`, 60 s).
     pub fin_timeout: Duration,
+    /// Retries left to an orphan, a connection the application has closed
+    /// (Linux `tcp_orphan_retries`): it gives up with a RST after this many
+    /// retransmission timeouts in a row (at most `max_retries`), or this
+    /// many zero-window probes, answered or not. 8 by default, what Linux's
+    /// default of 0 means for a peer still answering: with a 200 ms RTO,
+    /// about 100 s. A peer holding the window of an orphan at 0 cannot pin
+    /// it (and its send buffer) for ever.
+    pub orphan_retries: u32,
     /// RFC 5961 §7: at most this many challenge ACKs per connection per second.
     pub challenge_ack_limit: u32,
     /// RFC 8985 RACK-TLP for connections that negotiated SACK: losses are
@@ -100,6 +108,7 @@ impl Default for Config {
             keepalive: None,
             msl: Duration::from_secs(30),
             fin_timeout: Duration::from_secs(60),
+            orphan_retries: 8,
             challenge_ack_limit: 10,
             rack_tlp: true,
             tlp_delayed_ack: Duration::from_millis(200),

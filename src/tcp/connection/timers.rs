@@ -124,6 +124,8 @@ impl Connection {
         let limit = match self.state {
             State::SynSent => self.config.syn_retries,
             State::SynReceived => self.config.synack_retries,
+            // An orphan gets fewer (Linux tcp_orphan_retries).
+            _ if self.flags & F_APP_CLOSED != 0 => self.config.max_retries.min(self.config.orphan_retries),
             _ => self.config.max_retries,
         };
         // Linux tcp_retransmit_timer: at a zero window our retransmissions
@@ -201,11 +203,15 @@ impl Connection {
     /// whether or not they are answered, and a peer that answers each one,
     /// window still closed, is kept for as long as it does (RFC 1122
     /// §4.2.2.17); `max_retries` probes in a row left unanswered end the
-    /// connection.
+    /// connection, and `orphan_retries` probes end an orphan's.
     fn on_persist_timeout(&mut self, now: Instant) {
         if self.unsent_data() > 0 && self.snd_max == self.snd_una && self.state.is_synchronized() {
             if self.snd_una + self.snd_wnd as usize <= self.snd_nxt {
-                if u32::from(self.probes) >= self.config.max_retries {
+                // An orphan is not kept for ever by a peer that answers with
+                // a closed window: orphan_retries probes, answered or not
+                // (Linux tcp_probe_timer for a dead socket).
+                let orphan_done = self.flags & F_APP_CLOSED != 0 && u32::from(self.persist_backoff) >= self.config.orphan_retries;
+                if orphan_done || u32::from(self.probes) >= self.config.max_retries {
                     self.flags |= F_SEND_RST;
                     self.enter_closed(CloseReason::TimedOut);
                     return;
