@@ -309,3 +309,101 @@ fn orphan_retries_is_configurable() {
     let sent = s.advance(Duration::from_secs(3600));
     assert_eq!(sent.iter().filter(|(_, g)| g.payload == b"x").count(), 15);
 }
+
+/// When the RST that ended the connection went, after `start`.
+fn reset_after(sent: &[(Instant, Seg)], start: Instant) -> Duration {
+    let (at, rst) = sent.last().expect("something was sent");
+    assert!(rst.has(TcpFlags::RST), "the last segment is no RST: {rst:?}");
+    *at - start
+}
+
+#[test]
+fn user_timeout_ends_unacknowledged_data_on_time() {
+    // RFC 5482 / Linux TCP_USER_TIMEOUT: data unacknowledged for 5 s ends
+    // the connection at 5 s, the retransmission timer cut short to meet it
+    // (Linux tcp_clamp_rto_to_user_timeout), long before max_retries.
+    let mut s = Script::established(Config { user_timeout: Some(Duration::from_secs(5)), ..no_tlp() });
+    s.conn.send(b"x").unwrap();
+    let start = s.now;
+    s.expect();
+    let sent = s.advance(Duration::from_secs(600));
+    assert_eq!(s.conn.state(), State::Closed);
+    assert_eq!(reset_after(&sent, start), Duration::from_secs(5));
+    // Resent at 0.2, 0.6, 1.4 and 3 s.
+    assert_eq!(sent.iter().filter(|(_, g)| g.payload == b"x").count(), 4);
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}
+
+#[test]
+fn user_timeout_replaces_the_retry_count() {
+    // Linux: with TCP_USER_TIMEOUT set, time alone decides; 15
+    // retransmissions (925 s here) do not end the connection before its 30
+    // minutes are up.
+    let mut s = Script::established(Config { user_timeout: Some(Duration::from_secs(1800)), ..no_tlp() });
+    s.conn.send(b"x").unwrap();
+    let start = s.now;
+    s.expect();
+    let sent = s.advance(Duration::from_secs(3600));
+    assert!(sent.iter().filter(|(_, g)| g.payload == b"x").count() > 15);
+    assert_eq!(reset_after(&sent, start), Duration::from_secs(1800));
+}
+
+#[test]
+fn user_timeout_counts_from_the_last_progress() {
+    // An ACK of new data is progress: the timeout runs again from there.
+    let mut s = Script::established(Config { user_timeout: Some(Duration::from_secs(5)), ..no_tlp() });
+    s.conn.send(b"a").unwrap();
+    let start = s.now;
+    s.expect();
+    s.advance(Duration::from_secs(3));
+    s.inject(Seg::ack(P1, ISS1 + 1));
+    assert_eq!(s.conn.state(), State::Established);
+    s.conn.send(b"b").unwrap();
+    s.expect();
+    let sent = s.advance(Duration::from_secs(600));
+    assert_eq!(reset_after(&sent, start), Duration::from_secs(8));
+}
+
+#[test]
+fn user_timeout_ends_a_zero_window_stall() {
+    // Linux: the closed window is probed without opening for longer than
+    // the user timeout (from the first probe): the connection ends, however
+    // faithfully the peer answers.
+    let mut s = Script::established(Config { user_timeout: Some(Duration::from_secs(10)), ..Config::default() });
+    s.inject(Seg::ack(P1, ISS1).win(0));
+    s.conn.send(b"blocked").unwrap();
+    s.expect_nothing();
+    let start = s.now;
+    let mut sent = Vec::new();
+    while s.conn.state() != State::Closed && s.now - start < Duration::from_secs(600) {
+        for (at, seg) in wait(&mut s) {
+            s.inject(Seg::ack(P1, ISS1).win(0));
+            sent.push((at, seg));
+        }
+    }
+    assert_eq!(s.conn.state(), State::Closed, "still {:?} after {:?}", s.conn.state(), s.now - start);
+    // The first probe at 0.2 s, the end 10 s later.
+    assert_eq!(reset_after(&sent, start), Duration::from_millis(10_200));
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}
+
+#[test]
+fn user_timeout_is_set_per_connection() {
+    let mut s = Script::established(no_tlp());
+    s.conn.send(b"x").unwrap();
+    let start = s.now;
+    s.expect();
+    // Set while the retransmission timer runs: it is brought forward.
+    s.conn.set_user_timeout(Some(Duration::from_millis(150)));
+    assert_eq!(s.conn.config().user_timeout, Some(Duration::from_millis(150)));
+    let sent = s.advance(Duration::from_secs(60));
+    assert_eq!(reset_after(&sent, start), Duration::from_millis(150));
+    assert_eq!(s.conn.state(), State::Closed);
+    // Another connection of the same stack is not affected.
+    let mut other = Script::established(no_tlp());
+    assert_eq!(other.conn.config().user_timeout, None);
+    other.conn.send(b"x").unwrap();
+    other.expect();
+    other.advance(Duration::from_secs(60));
+    assert_eq!(other.conn.state(), State::Established);
+}

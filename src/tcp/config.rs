@@ -72,6 +72,13 @@ pub struct Config {
     /// about 100 s. A peer holding the window of an orphan at 0 cannot pin
     /// it (and its send buffer) for ever.
     pub orphan_retries: u32,
+    /// RFC 5482's user timeout (Linux `TCP_USER_TIMEOUT`): once synchronized,
+    /// a connection gives up with a RST when data it sent stays
+    /// unacknowledged, or a zero window is probed without opening, for
+    /// longer than this. It replaces `max_retries` (an orphan still gets at
+    /// most `orphan_retries`); `None` (the default) leaves the retry counts
+    /// alone. Per connection: [`crate::tcp::Connection::set_user_timeout`].
+    pub user_timeout: Option<Duration>,
     /// RFC 5961 §7: at most this many challenge ACKs per connection per second.
     pub challenge_ack_limit: u32,
     /// RFC 8985 RACK-TLP for connections that negotiated SACK: losses are
@@ -109,6 +116,7 @@ impl Default for Config {
             msl: Duration::from_secs(30),
             fin_timeout: Duration::from_secs(60),
             orphan_retries: 8,
+            user_timeout: None,
             challenge_ack_limit: 10,
             rack_tlp: true,
             tlp_delayed_ack: Duration::from_millis(200),

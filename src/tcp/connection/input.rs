@@ -475,6 +475,7 @@ impl Connection {
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, delivery: &Delivery) {
         let acked = ack - self.snd_una;
         self.snd_una = ack;
+        self.progress_at = now;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }

@@ -325,6 +325,10 @@ pub struct Connection {
     ts_recent_age: Instant,
     rtt_sent_at: Instant,
     last_rx: Instant,
+    /// When the send side last made progress, for the user timeout: new
+    /// data acknowledged, a flight started, or the first zero-window probe
+    /// (Linux's retrans_stamp and icsk_probes_tstamp).
+    progress_at: Instant,
     challenge_window: Instant,
 
     tx: RingBuffer,
@@ -394,6 +398,7 @@ impl Connection {
             ts_recent_age: now,
             rtt_sent_at: now,
             last_rx: now,
+            progress_at: now,
             challenge_window: now,
             ooo: Assembler::new(),
             budget_reassembly: u32::MAX,
@@ -770,6 +775,26 @@ impl Connection {
         }
     }
 
+    /// Overrides the stack's user timeout for this connection (RFC 5482,
+    /// Linux's `TCP_USER_TIMEOUT` socket option; see
+    /// [`Config::user_timeout`]).
+    pub fn set_user_timeout(&mut self, timeout: Option<crate::time::Duration>) {
+        if self.config.user_timeout != timeout {
+            let mut config = (*self.config).clone();
+            config.user_timeout = timeout;
+            self.config = Arc::new(config);
+        }
+        // A timer already running is brought forward to the new deadline.
+        if let (Some(deadline), true) = (self.user_deadline(), self.state.is_synchronized()) {
+            for timer in [Timer::Retransmit, Timer::Persist] {
+                let counts = timer == Timer::Retransmit || self.persist_backoff > 0;
+                if counts && self.timers.get(timer).is_some_and(|at| at > deadline) {
+                    self.timers.set(timer, deadline);
+                }
+            }
+        }
+    }
+
     /// Overrides the stack's keepalive setting for this connection.
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<crate::tcp::config::Keepalive>) {
         if self.config.keepalive != keepalive {
@@ -871,7 +896,8 @@ mod size_tests {
     fn connection_state_is_small() {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
-        // 648 with RACK-TLP's state and the shard's receive budget.
+        // 648 with RACK-TLP's state and the shard's receive budget; 656
+        // with the user timeout's progress stamp and the persist backoff.
         assert!(size <= 656, "Connection grew to {size} bytes");
     }
 }

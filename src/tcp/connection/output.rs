@@ -385,6 +385,10 @@ impl Connection {
     fn account_sent(&mut self, now: Instant, plan: Plan) {
         let end = plan.seq + plan.len + plan.flags.syn() as usize + plan.flags.fin() as usize;
         let new_data = end > self.snd_max;
+        if self.snd_una == self.snd_max && end > plan.seq {
+            // A flight starts: the user timeout runs from here.
+            self.progress_at = now;
+        }
         if plan.retransmit {
             self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             self.flags &= !F_TIMED;

@@ -135,7 +135,15 @@ impl Connection {
         // ends only if the peer falls silent for twice the RTO cap
         // (tcp_rtx_probe0_timed_out). An orphan gets no such grace.
         let probing_window = self.state.is_synchronized() && self.snd_wnd == 0 && self.flags & F_APP_CLOSED == 0;
-        let give_up = if probing_window { now - self.last_rx > 2 * self.config.max_rto } else { u32::from(self.retries) >= limit };
+        let give_up = match self.user_deadline() {
+            // RFC 5482 user timeout (Linux TCP_USER_TIMEOUT): time alone
+            // decides, in place of max_retries; an orphan keeps its bound.
+            Some(deadline) if self.state.is_synchronized() => {
+                now >= deadline || (self.flags & F_APP_CLOSED != 0 && u32::from(self.retries) >= limit)
+            }
+            _ if probing_window => now - self.last_rx > 2 * self.config.max_rto,
+            _ => u32::from(self.retries) >= limit,
+        };
         if give_up {
             // Give up: tell the peer with a RST (except for an unanswered SYN,
             // which has no peer state to reset) and report the timeout.
@@ -191,7 +199,18 @@ impl Connection {
         // In synchronized states SND.NXT stays where it is (as in Linux):
         // the timeout recovery above resends from SND.UNA through HighRxt,
         // and our ACKs keep a sequence number the peer finds acceptable.
-        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        let mut at = now + self.rtt.rto();
+        if let (Some(deadline), true) = (self.user_deadline(), self.state.is_synchronized()) {
+            // Expire on time (Linux tcp_clamp_rto_to_user_timeout).
+            at = at.min(deadline);
+        }
+        self.timers.set(Timer::Retransmit, at);
+    }
+
+    /// When the user timeout (if any) runs out: `user_timeout` after the
+    /// send side's last progress.
+    pub(super) fn user_deadline(&self) -> Option<Instant> {
+        self.config.user_timeout.map(|timeout| self.progress_at + timeout)
     }
 
     /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17), or the
@@ -211,10 +230,16 @@ impl Connection {
                 // a closed window: orphan_retries probes, answered or not
                 // (Linux tcp_probe_timer for a dead socket).
                 let orphan_done = self.flags & F_APP_CLOSED != 0 && u32::from(self.persist_backoff) >= self.config.orphan_retries;
-                if orphan_done || u32::from(self.probes) >= self.config.max_retries {
+                // The user timeout runs from the first probe (Linux
+                // icsk_probes_tstamp), whatever the answers.
+                let user_done = self.persist_backoff > 0 && self.user_deadline().is_some_and(|deadline| now >= deadline);
+                if orphan_done || user_done || u32::from(self.probes) >= self.config.max_retries {
                     self.flags |= F_SEND_RST;
                     self.enter_closed(CloseReason::TimedOut);
                     return;
+                }
+                if self.persist_backoff == 0 {
+                    self.progress_at = now;
                 }
                 self.probes = self.probes.saturating_add(1);
                 self.persist_backoff = self.persist_backoff.saturating_add(1);
@@ -234,7 +259,14 @@ impl Connection {
         let base = self.rtt.rto().max(self.config.min_rto);
         let shift = u32::from(self.persist_backoff.min(16));
         let interval = base.saturating_mul(1 << shift).min(self.config.max_rto.max(base));
-        self.timers.set(Timer::Persist, now + interval);
+        let mut at = now + interval;
+        if self.persist_backoff > 0 {
+            if let Some(deadline) = self.user_deadline() {
+                // Expire on time (Linux tcp_clamp_probe0_to_user_timeout).
+                at = at.min(deadline);
+            }
+        }
+        self.timers.set(Timer::Persist, at);
     }
 
     /// RFC 1122 §4.2.3.6: probe an idle connection; drop it after
