@@ -46,8 +46,8 @@ pub struct Config {
     pub min_rto: Duration,
     /// Upper bound on the RTO; 120 s as in Linux (`TCP_RTO_MAX`).
     pub max_rto: Duration,
-    /// Consecutive retransmission timeouts before giving up with a RST
-    /// (`tcp_retries2`, 15).
+    /// Consecutive retransmission timeouts, or zero-window probes left
+    /// unanswered, before giving up with a RST (`tcp_retries2`, 15).
     pub max_retries: u32,
     /// SYN retransmissions for active opens (`tcp_syn_retries`, 6).
     pub syn_retries: u32,

@@ -121,7 +121,9 @@ pub enum CloseReason {
     Reset,
     /// The peer refused the connection (RST in reply to our SYN).
     Refused,
-    /// Retransmissions, SYN retries or keepalive probes were exhausted; we sent a RST.
+    /// Retransmissions, SYN retries, keepalive or zero-window probes, or
+    /// an orphan's retries were exhausted, or the user timeout ran out; we
+    /// sent a RST (none for an unanswered SYN).
     TimedOut,
     /// The application aborted (or closed with unread data); we sent a RST.
     Aborted,

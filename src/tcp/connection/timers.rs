@@ -10,7 +10,8 @@ pub enum Timer {
     Retransmit = 0,
     /// RFC 5681 §4.2 delayed ACK.
     DelayedAck = 1,
-    /// RFC 9293 §3.8.6.1 zero-window probing.
+    /// RFC 9293 §3.8.6.1 zero-window probing, and the RFC 1122 §4.2.3.4
+    /// override of a window too small to use.
     Persist = 2,
     /// RFC 1122 §4.2.3.6 keepalive.
     Keepalive = 3,
