@@ -141,21 +141,46 @@ fn receive_window_follows_free_buffer_space() {
 
 #[test]
 fn receiver_avoids_silly_window_updates() {
-    // RFC 1122 §4.2.3.3: don't advertise tiny increases.
+    // RFC 1122 §4.2.3.3 (Linux __tcp_select_window): don't advertise tiny
+    // increases. A closed window stays closed until it can open by
+    // min(buffer / 2, MSS): reading a few bytes sends no update, and every
+    // ACK that goes out meanwhile (here the answers to the peer's
+    // zero-window probes) still offers 0.
     let mut s = Script::established(Config { recv_buffer: 64 * 1024, ..Config::default() });
-    let mut seq = P1;
+    let scale = s.conn.window_scales().unwrap().1;
     let mss = s.conn.mss();
-    while s.conn.recv_queue() + mss <= 64 * 1024 {
-        s.inject(Seg::ack(seq, ISS1).data(&bytes(mss, 9)));
-        seq += mss as u32;
+    let mut seq = P1;
+    while s.conn.recv_window() > 0 {
+        let n = mss.min(s.conn.recv_window());
+        s.inject(Seg::ack(seq, ISS1).data(&bytes(n, 9)));
+        seq += n as u32;
     }
-    let _ = s.drain();
-    // Reading a few bytes at a time must not produce window updates.
+    let mut acks = s.drain();
+    acks.extend(s.advance(Duration::from_millis(50)).into_iter().map(|(_, g)| g));
+    let last = acks.pop().expect("the segment that closed the window is ACKed");
+    assert_eq!(last.window, 0, "the window is closed");
+    let threshold = mss.min(32 * 1024);
     let mut buf = [0u8; 10];
-    for _ in 0..20 {
-        s.conn.recv(&mut buf);
+    let mut freed = 0;
+    while freed + buf.len() < threshold {
+        freed += s.conn.recv(&mut buf);
         s.expect_nothing();
+        // A zero-window probe (an old sequence number) is answered at once;
+        // probes come at least an RTO apart, and answers to invalid
+        // segments at most every 500 ms (`Config::invalid_ack_interval`).
+        assert!(s.advance(Duration::from_millis(500)).is_empty());
+        s.inject(Seg::ack(seq - 1, ISS1));
+        let answer = s.expect();
+        assert_eq!(answer.ack, seq);
+        assert_eq!(answer.window, 0, "window offered after reading {freed} of the {threshold} bytes it takes to reopen");
     }
+    // Reading the rest of the threshold sends the update, by at least that much.
+    while freed < threshold {
+        freed += s.conn.recv(&mut buf);
+    }
+    let update = s.expect();
+    assert!((update.window as usize) << scale >= threshold, "update {} << {scale} after {freed} bytes read", update.window);
+    assert_eq!((update.window as usize) << scale, s.conn.recv_window());
 }
 
 #[test]
@@ -188,15 +213,33 @@ fn sender_avoids_silly_window_segments() {
 
 #[test]
 fn zero_window_is_probed_with_backoff() {
+    // RFC 1122 §4.2.2.17, RFC 9293 §3.8.6.1: a closed window is probed for
+    // as long as the peer answers. Each probe here is answered, the window
+    // still closed: the answers show the peer alive (they reset the count
+    // of unanswered probes that would end the connection, Linux
+    // icsk_probes_out) but not the backoff (icsk_backoff), which doubles
+    // from the RTO up to the RTO cap (tcp_probe0_when).
     let mut s = Script::established(Script::config());
     s.inject(Seg::ack(P1, ISS1).win(0));
     s.conn.send(b"blocked").unwrap();
     s.expect_nothing();
-    let probes = s.advance(Duration::from_secs(10));
-    assert!(probes.len() >= 3, "probes: {probes:?}");
-    let gaps: Vec<_> = probes.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    assert!(gaps.windows(2).all(|g| g[1] >= g[0] * 2 - Duration::from_millis(1)), "backoff: {gaps:?}");
-    // Each probe elicits an ACK; the window opens and the data flows.
+    let mut times = vec![s.now];
+    while times.len() <= 30 {
+        let t = s.conn.poll_timeout().expect("the persist timer runs");
+        for (at, probe) in s.advance(t - s.now) {
+            // A probe: an old sequence number, no data (RFC 1122 §4.2.3.6).
+            assert_eq!((probe.seq, probe.payload.len()), (ISS1 - 1, 0), "{probe:?}");
+            times.push(at);
+            s.inject(Seg::ack(P1, ISS1).win(0));
+        }
+    }
+    let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert_eq!(&gaps[..10], &[200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 51_200, 102_400], "backoff: {gaps:?}");
+    assert!(gaps[10..].iter().all(|&g| g == 120_000), "capped at the 120 s RTO cap: {gaps:?}");
+    // 30 probes in about an hour, more than the 15 retransmissions that
+    // would end a connection whose peer is silent.
+    assert_eq!(s.conn.state(), State::Established);
+    // The window opens and the data flows.
     s.inject(Seg::ack(P1, ISS1).win(100));
     let seg = s.expect();
     assert_eq!(seg.payload, b"blocked");

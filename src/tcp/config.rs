@@ -46,8 +46,8 @@ pub struct Config {
     pub min_rto: Duration,
     /// Upper bound on the RTO; 120 s as in Linux (`TCP_RTO_MAX`).
     pub max_rto: Duration,
-    /// Consecutive retransmission timeouts before giving up with a RST
-    /// (`tcp_retries2`, 15).
+    /// Consecutive retransmission timeouts, or zero-window probes left
+    /// unanswered, before giving up with a RST (`tcp_retries2`, 15).
     pub max_retries: u32,
     /// SYN retransmissions for active opens (`tcp_syn_retries`, 6).
     pub syn_retries: u32,
@@ -64,6 +64,21 @@ pub struct Config {
     /// FIN_WAIT_2 timeout for connections the application has closed
     /// (`tcp_fin_timeout`, 60 s).
     pub fin_timeout: Duration,
+    /// Retries left to an orphan, a connection the application has closed
+    /// (Linux `tcp_orphan_retries`): it gives up with a RST after this many
+    /// retransmission timeouts in a row (at most `max_retries`), or this
+    /// many zero-window probes, answered or not. 8 by default, what Linux's
+    /// default of 0 means for a peer still answering: with a 200 ms RTO,
+    /// about 100 s. A peer holding the window of an orphan at 0 cannot pin
+    /// it (and its send buffer) for ever.
+    pub orphan_retries: u32,
+    /// RFC 5482's user timeout (Linux `TCP_USER_TIMEOUT`): once synchronized,
+    /// a connection gives up with a RST when data it sent stays
+    /// unacknowledged, or a zero window is probed without opening, for
+    /// longer than this. It replaces `max_retries` (an orphan still gets at
+    /// most `orphan_retries`); `None` (the default) leaves the retry counts
+    /// alone. Per connection: [`crate::tcp::Connection::set_user_timeout`].
+    pub user_timeout: Option<Duration>,
     /// RFC 5961 §7: at most this many challenge ACKs per connection per second.
     pub challenge_ack_limit: u32,
     /// RFC 8985 RACK-TLP for connections that negotiated SACK: losses are
@@ -111,6 +126,8 @@ impl Default for Config {
             keepalive: None,
             msl: Duration::from_secs(30),
             fin_timeout: Duration::from_secs(60),
+            orphan_retries: 8,
+            user_timeout: None,
             challenge_ack_limit: 10,
             rack_tlp: true,
             tlp_delayed_ack: Duration::from_millis(200),

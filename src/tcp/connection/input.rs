@@ -226,7 +226,14 @@ impl Connection {
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => in_window(seg.seq),
-            (_, 0) => false,
+            // RFC 9293 §3.10.7.4: at a zero window no segment is acceptable,
+            // "but special allowance should be made to accept valid ACKs,
+            // URGs, and RSTs". One that reaches RCV.NXT (a probe, or data
+            // sent before the peer saw the window close) is taken for its
+            // ACK and window; its text is trimmed off below (Linux
+            // tcp_sequence and tcp_data_queue). Otherwise two ends whose
+            // windows are both closed ignore each other's ACKs for ever.
+            (_, 0) => seg.seq <= self.rcv_nxt && seg.seq + seg_len > self.rcv_nxt,
             (_, _) => in_window(seg.seq) || in_window(seg.seq + (seg_len - 1)),
         };
 
@@ -325,6 +332,13 @@ impl Connection {
                 // Trim what lies beyond the window.
                 let room = (self.rcv_nxt + wnd) - seq;
                 if payload.len() > room {
+                    if room == 0 {
+                        // A zero window (see the acceptability test): the
+                        // data is dropped, the peer hears at once that the
+                        // window is still closed.
+                        self.stats.out_of_window = self.stats.out_of_window.wrapping_add(1);
+                        self.flags |= F_ACK_NOW;
+                    }
                     payload = &payload[..room];
                 }
                 direct = self.take_text(now, seq, payload);
@@ -411,8 +425,10 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             if was_zero && window > 0 {
+                // The window opened: probing is over (Linux tcp_ack_probe).
                 self.timers.clear(Timer::Persist);
                 self.probes = 0;
+                self.persist_backoff = 0;
             }
         }
 
@@ -477,6 +493,7 @@ impl Connection {
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, delivery: &Delivery) {
         let acked = ack - self.snd_una;
         self.snd_una = ack;
+        self.progress_at = now;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }

@@ -121,7 +121,9 @@ pub enum CloseReason {
     Reset,
     /// The peer refused the connection (RST in reply to our SYN).
     Refused,
-    /// Retransmissions, SYN retries or keepalive probes were exhausted; we sent a RST.
+    /// Retransmissions, SYN retries, keepalive or zero-window probes, or
+    /// an orphan's retries were exhausted, or the user timeout ran out; we
+    /// sent a RST (none for an unanswered SYN).
     TimedOut,
     /// The application aborted (or closed with unread data); we sent a RST.
     Aborted,
@@ -322,7 +324,13 @@ pub struct Connection {
     snd_wscale: u8,
     rcv_wscale: u8,
     retries: u8,
+    /// Unanswered keepalive or zero-window probes (Linux icsk_probes_out):
+    /// any acceptable ACK resets it.
     probes: u8,
+    /// Zero-window probes sent since the window closed (Linux
+    /// icsk_backoff): the persist interval's exponent. Answers that keep
+    /// the window closed do not reset it; an opening window does.
+    persist_backoff: u8,
     challenge_count: u8,
 
     // Send sequence space (RFC 9293 §3.3.1); SND.MAX is RFC 6675's HighData.
@@ -366,6 +374,10 @@ pub struct Connection {
     ts_recent_age: Instant,
     rtt_sent_at: Instant,
     last_rx: Instant,
+    /// When the send side last made progress, for the user timeout: new
+    /// data acknowledged, a flight started, or the first zero-window probe
+    /// (Linux's retrans_stamp and icsk_probes_tstamp).
+    progress_at: Instant,
     challenge_window: Instant,
     /// When a segment carrying data (or FIN) last left (Linux's lsndtime):
     /// the idle time before the next one, for RFC 5681 §4.1 and RFC 9438 §5.8.
@@ -414,6 +426,7 @@ impl Connection {
             rcv_wscale: 0,
             retries: 0,
             probes: 0,
+            persist_backoff: 0,
             challenge_count: 0,
             iss,
             snd_una: iss,
@@ -441,6 +454,7 @@ impl Connection {
             ts_recent_age: now,
             rtt_sent_at: now,
             last_rx: now,
+            progress_at: now,
             challenge_window: now,
             last_send: now,
             last_oow_ack: now,
@@ -824,6 +838,26 @@ impl Connection {
         }
     }
 
+    /// Overrides the stack's user timeout for this connection (RFC 5482,
+    /// Linux's `TCP_USER_TIMEOUT` socket option; see
+    /// [`Config::user_timeout`]).
+    pub fn set_user_timeout(&mut self, timeout: Option<crate::time::Duration>) {
+        if self.config.user_timeout != timeout {
+            let mut config = (*self.config).clone();
+            config.user_timeout = timeout;
+            self.config = Arc::new(config);
+        }
+        // A timer already running is brought forward to the new deadline.
+        if let (Some(deadline), true) = (self.user_deadline(), self.state.is_synchronized()) {
+            for timer in [Timer::Retransmit, Timer::Persist] {
+                let counts = timer == Timer::Retransmit || self.persist_backoff > 0;
+                if counts && self.timers.get(timer).is_some_and(|at| at > deadline) {
+                    self.timers.set(timer, deadline);
+                }
+            }
+        }
+    }
+
     /// Overrides the stack's keepalive setting for this connection.
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<crate::tcp::config::Keepalive>) {
         if self.config.keepalive != keepalive {
@@ -925,8 +959,9 @@ mod size_tests {
     fn connection_state_is_small() {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
-        // 648 with RACK-TLP's state and the shard's receive budget; 672
-        // with the idle and invalid-ACK clocks.
-        assert!(size <= 672, "Connection grew to {size} bytes");
+        // 648 with RACK-TLP's state and the shard's receive budget; then
+        // the user timeout's progress stamp, the persist backoff, and the
+        // idle and invalid-ACK clocks.
+        assert!(size <= 680, "Connection grew to {size} bytes");
     }
 }

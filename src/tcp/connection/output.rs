@@ -44,10 +44,15 @@ impl Connection {
             return Some(self.send_plan(now, buf, plan));
         }
         if self.flags & F_PROBE != 0 {
+            self.flags &= !F_PROBE;
+            // The persist (or keepalive) timer fired: new data as far as the
+            // peer's window allows, if it has room (Linux tcp_write_wakeup).
+            if let Some(plan) = self.plan_wakeup(buf.len().saturating_sub(self.data_header_len())) {
+                return Some(self.send_plan(now, buf, plan));
+            }
             // Zero-window and keepalive probes: an old sequence number forces
             // the peer to answer with an ACK showing its window (RFC 1122
             // §4.2.3.6; Linux's tcp_xmit_probe_skb).
-            self.flags &= !F_PROBE;
             let seq = self.snd_una - 1;
             return Some(self.emit(now, buf, seq, 0, TcpFlags::ACK, false));
         }
@@ -283,10 +288,9 @@ impl Connection {
             if len == 0 {
                 if cwnd_room == 0 {
                     self.flags |= F_CWND_LIMITED;
-                } else if wnd_room == 0 && self.snd_max == self.snd_una && !self.timers.is_set(Timer::Persist) {
-                    // RFC 9293 §3.8.6.1: nothing in flight and a zero window:
-                    // the persist timer will probe.
-                    self.arm_persist(now);
+                } else {
+                    // RFC 9293 §3.8.6.1: a zero window: the persist timer will probe.
+                    self.check_probe_timer(now);
                 }
                 return None;
             }
@@ -301,6 +305,9 @@ impl Connection {
                 if len < mss && cwnd_room < mss {
                     self.flags |= F_CWND_LIMITED;
                 }
+                // A window too small to use, and maybe nothing in flight:
+                // without a timer, a lost window update would stall us.
+                self.check_probe_timer(now);
                 return None;
             }
             if cwnd_room <= len {
@@ -319,6 +326,40 @@ impl Connection {
             return Some(Plan { seq: self.snd_nxt, len: 0, flags: TcpFlags::ACK | TcpFlags::FIN, retransmit: false, probe: false });
         }
         None
+    }
+
+    /// RFC 1122 §4.2.3.4 and RFC 9293 §3.8.6.2.1: data waits and nothing
+    /// is in flight, so no retransmission timer runs: the persist timer
+    /// (which is also the SWS override timer) does, whatever the window,
+    /// zero or too small to use (Linux tcp_check_probe_timer).
+    fn check_probe_timer(&mut self, now: Instant) {
+        if self.snd_max == self.snd_una && !self.timers.is_set(Timer::Persist) {
+            self.arm_persist(now);
+        }
+    }
+
+    /// When the persist or keepalive timer fired: new data as far as the
+    /// peer's window allows, whatever sender SWS avoidance, Nagle or the
+    /// congestion window say (the override of RFC 1122 §4.2.3.4; Linux
+    /// tcp_write_wakeup); `None` when the window has no room.
+    fn plan_wakeup(&self, room: usize) -> Option<Plan> {
+        if !self.state.is_synchronized() || self.state == State::TimeWait {
+            return None;
+        }
+        let unsent = self.unsent_data();
+        let wnd_room = (self.snd_una + self.snd_wnd as usize) - self.snd_nxt;
+        if unsent == 0 || wnd_room == 0 {
+            return None;
+        }
+        let len = unsent.min(usize::from(self.smss).min(room).max(1)).min(wnd_room);
+        let mut flags = TcpFlags::ACK;
+        if len == unsent {
+            flags |= TcpFlags::PSH;
+            if self.fin_pending() {
+                flags |= TcpFlags::FIN;
+            }
+        }
+        Some(Plan { seq: self.snd_nxt, len, flags, retransmit: false, probe: false })
     }
 
     fn retransmit_plan(&self, seq: SeqNumber, len: usize) -> Plan {
@@ -344,6 +385,10 @@ impl Connection {
     fn account_sent(&mut self, now: Instant, plan: Plan) {
         let end = plan.seq + plan.len + plan.flags.syn() as usize + plan.flags.fin() as usize;
         let new_data = end > self.snd_max;
+        if self.snd_una == self.snd_max && end > plan.seq {
+            // A flight starts: the user timeout runs from here.
+            self.progress_at = now;
+        }
         if plan.retransmit {
             self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             self.flags &= !F_TIMED;
@@ -370,7 +415,12 @@ impl Connection {
             }
             self.snd_max = end;
         }
-        // RFC 6298 §5.1: the timer runs whenever data is outstanding.
+        // RFC 6298 §5.1: the timer runs whenever data is outstanding; the
+        // persist timer is not needed then.
+        if end > plan.seq && self.state.is_synchronized() {
+            self.timers.clear(Timer::Persist);
+            self.persist_backoff = 0;
+        }
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
@@ -421,10 +471,19 @@ impl Connection {
         }
         self.flags &= !F_WINDOW_HELD;
         let free = self.rx.limit() - self.rx.len();
+        // RFC 1122 §4.2.3.3: the right edge moves only by at least
+        // min(buffer / 2, MSS); a closed window too reopens only by that
+        // much (Linux __tcp_select_window), not by whatever a read freed.
         let threshold = (self.rx.limit() / 2).min(usize::from(self.smss));
+        // A new right edge is one the window field carries exactly: at most
+        // 65 535 units (RFC 7323 §2.3; unscaled, RFC 9293 §3.1), rounded
+        // down to the scale's unit (Linux __tcp_select_window). RCV.ADV is
+        // thus never beyond an edge the peer was told.
+        let max = usize::from(u16::MAX) << self.rcv_wscale;
+        let unit_mask = !((1usize << self.rcv_wscale) - 1);
         let grown = |adv: SeqNumber, room: usize| {
-            let candidate = self.rcv_nxt + room;
-            if candidate > adv && (candidate - adv >= threshold || adv <= self.rcv_nxt) {
+            let candidate = self.rcv_nxt + (room.min(max) & unit_mask);
+            if candidate > adv && candidate - adv >= threshold {
                 candidate
             } else {
                 adv

@@ -2,7 +2,6 @@
 //! minimum, and what happens when each one fires.
 
 use super::*;
-use crate::time::Duration;
 
 /// One entry per timer a connection can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +10,8 @@ pub enum Timer {
     Retransmit = 0,
     /// RFC 5681 §4.2 delayed ACK.
     DelayedAck = 1,
-    /// RFC 9293 §3.8.6.1 zero-window probing.
+    /// RFC 9293 §3.8.6.1 zero-window probing, and the RFC 1122 §4.2.3.4
+    /// override of a window too small to use.
     Persist = 2,
     /// RFC 1122 §4.2.3.6 keepalive.
     Keepalive = 3,
@@ -62,9 +62,6 @@ impl Timers {
         (at != UNSET).then(|| Instant::from_nanos(at))
     }
 }
-
-/// Zero-window probes back off like the RTO, capped as Linux caps them.
-const MAX_PERSIST: Duration = Duration::from_secs(60);
 
 impl Connection {
     /// The next instant at which `handle_timeout` must be called.
@@ -128,9 +125,27 @@ impl Connection {
         let limit = match self.state {
             State::SynSent => self.config.syn_retries,
             State::SynReceived => self.config.synack_retries,
+            // An orphan gets fewer (Linux tcp_orphan_retries).
+            _ if self.flags & F_APP_CLOSED != 0 => self.config.max_retries.min(self.config.orphan_retries),
             _ => self.config.max_retries,
         };
-        if u32::from(self.retries) >= limit {
+        // Linux tcp_retransmit_timer: at a zero window our retransmissions
+        // probe the window, and a peer that keeps answering them (ACKs
+        // showing the window still closed) is alive: they back off but do
+        // not count towards the retransmission limit, and the connection
+        // ends only if the peer falls silent for twice the RTO cap
+        // (tcp_rtx_probe0_timed_out). An orphan gets no such grace.
+        let probing_window = self.state.is_synchronized() && self.snd_wnd == 0 && self.flags & F_APP_CLOSED == 0;
+        let give_up = match self.user_deadline() {
+            // RFC 5482 user timeout (Linux TCP_USER_TIMEOUT): time alone
+            // decides, in place of max_retries; an orphan keeps its bound.
+            Some(deadline) if self.state.is_synchronized() => {
+                now >= deadline || (self.flags & F_APP_CLOSED != 0 && u32::from(self.retries) >= limit)
+            }
+            _ if probing_window => now - self.last_rx > 2 * self.config.max_rto,
+            _ => u32::from(self.retries) >= limit,
+        };
+        if give_up {
             // Give up: tell the peer with a RST (except for an unanswered SYN,
             // which has no peer state to reset) and report the timeout.
             if self.state != State::SynSent {
@@ -139,7 +154,9 @@ impl Connection {
             self.enter_closed(CloseReason::TimedOut);
             return;
         }
-        self.retries = self.retries.saturating_add(1);
+        if !probing_window {
+            self.retries = self.retries.saturating_add(1);
+        }
         self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
         self.rtt.on_backoff(); // §5.5
         self.flags &= !F_TIMED; // Karn: a retransmitted segment is never timed
@@ -186,25 +203,74 @@ impl Connection {
         // In synchronized states SND.NXT stays where it is (as in Linux):
         // the timeout recovery above resends from SND.UNA through HighRxt,
         // and our ACKs keep a sequence number the peer finds acceptable.
-        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        let mut at = now + self.rtt.rto();
+        if let (Some(deadline), true) = (self.user_deadline(), self.state.is_synchronized()) {
+            // Expire on time (Linux tcp_clamp_rto_to_user_timeout).
+            at = at.min(deadline);
+        }
+        self.timers.set(Timer::Retransmit, at);
     }
 
-    /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
+    /// When the user timeout (if any) runs out: `user_timeout` after the
+    /// send side's last progress.
+    pub(super) fn user_deadline(&self) -> Option<Instant> {
+        self.config.user_timeout.map(|timeout| self.progress_at + timeout)
+    }
+
+    /// Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17), or the
+    /// SWS override of a window too small to use (RFC 1122 §4.2.3.4): data
+    /// waits and nothing is in flight. `poll_transmit` sends what the window
+    /// allows, else the probe.
+    ///
+    /// As Linux's tcp_probe_timer: the probes back off (`persist_backoff`)
+    /// whether or not they are answered, and a peer that answers each one,
+    /// window still closed, is kept for as long as it does (RFC 1122
+    /// §4.2.2.17); `max_retries` probes in a row left unanswered end the
+    /// connection, and `orphan_retries` probes end an orphan's.
     fn on_persist_timeout(&mut self, now: Instant) {
-        if self.snd_wnd == 0 && self.unsent_data() > 0 && self.state.is_synchronized() {
+        if self.unsent_data() > 0 && self.snd_max == self.snd_una && self.state.is_synchronized() {
+            if self.snd_una + self.snd_wnd as usize <= self.snd_nxt {
+                // An orphan is not kept for ever by a peer that answers with
+                // a closed window: orphan_retries probes, answered or not
+                // (Linux tcp_probe_timer for a dead socket).
+                let orphan_done = self.flags & F_APP_CLOSED != 0 && u32::from(self.persist_backoff) >= self.config.orphan_retries;
+                // The user timeout runs from the first probe (Linux
+                // icsk_probes_tstamp), whatever the answers.
+                let user_done = self.persist_backoff > 0 && self.user_deadline().is_some_and(|deadline| now >= deadline);
+                if orphan_done || user_done || u32::from(self.probes) >= self.config.max_retries {
+                    self.flags |= F_SEND_RST;
+                    self.enter_closed(CloseReason::TimedOut);
+                    return;
+                }
+                if self.persist_backoff == 0 {
+                    self.progress_at = now;
+                }
+                self.probes = self.probes.saturating_add(1);
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
+            }
             self.flags |= F_PROBE;
-            self.probes = self.probes.saturating_add(1);
             self.arm_persist(now);
         } else {
             self.probes = 0;
+            self.persist_backoff = 0;
         }
     }
 
+    /// The persist interval: the RTO (at least the minimum), doubled for
+    /// each zero-window probe sent, up to the RTO cap (Linux
+    /// tcp_probe0_when with TCP_RTO_MAX).
     pub(super) fn arm_persist(&mut self, now: Instant) {
         let base = self.rtt.rto().max(self.config.min_rto);
-        let shift = u32::from(self.probes.min(16));
-        let interval = base.saturating_mul(1 << shift).min(MAX_PERSIST);
-        self.timers.set(Timer::Persist, now + interval);
+        let shift = u32::from(self.persist_backoff.min(16));
+        let interval = base.saturating_mul(1 << shift).min(self.config.max_rto.max(base));
+        let mut at = now + interval;
+        if self.persist_backoff > 0 {
+            if let Some(deadline) = self.user_deadline() {
+                // Expire on time (Linux tcp_clamp_probe0_to_user_timeout).
+                at = at.min(deadline);
+            }
+        }
+        self.timers.set(Timer::Persist, at);
     }
 
     /// RFC 1122 §4.2.3.6: probe an idle connection; drop it after
