@@ -80,8 +80,17 @@ impl Connection {
     /// RFC 9293 §3.10.7.3: SYN-SENT.
     fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
-        // First: the ACK must cover our SYN and nothing we never sent.
+        // First: the ACK must cover our SYN and nothing we never sent. If
+        // not, RFC 9293 §3.10.7.3: send <SEQ=SEG.ACK><CTL=RST> (unless the
+        // segment is itself a RST) and drop the segment. This is what clears
+        // a half-open connection a peer still holds on this 4-tuple (e.g. we
+        // restarted): its RFC 5961 challenge ACK draws our RST, and our next
+        // SYN finds no connection.
         if flags.ack() && (seg.ack <= self.iss || seg.ack > self.snd_max) {
+            if !flags.rst() {
+                self.rst_seq = seg.ack;
+                self.flags |= F_RST_REPLY;
+            }
             return;
         }
         // Second: a RST is only believed with an acceptable ACK.

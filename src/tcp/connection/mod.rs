@@ -196,6 +196,7 @@ const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmissio
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
 const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
+const F_RST_REPLY: u32 = 1 << 22; // a bare RST at `rst_seq` answers an unacceptable ACK in SYN-SENT (RFC 9293 §3.10.7.3)
 
 /// Counters a connection keeps for `ss -i` and stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,6 +288,8 @@ pub struct Connection {
     snd_wl2: SeqNumber,
     recover: SeqNumber,
     rtt_seq: SeqNumber,
+    /// SEG.ACK of the unacceptable ACK that SYN-SENT answers with a RST.
+    rst_seq: SeqNumber,
     /// Our clock, in ms, when this recovery's first retransmission left
     /// (RFC 3522's RetransmitTS): an ACK echoing an earlier TSval at its
     /// end shows every retransmission was needless.
@@ -369,6 +372,7 @@ impl Connection {
             snd_wl2: iss,
             recover: iss,
             rtt_seq: iss,
+            rst_seq: iss,
             undo_stamp: 0,
             tx_seq: iss + 1,
             snd_wnd: 0,

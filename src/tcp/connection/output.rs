@@ -34,6 +34,15 @@ impl Connection {
             let seq = self.snd_max;
             return Some(self.emit(now, buf, seq, 0, TcpFlags::RST | TcpFlags::ACK, false));
         }
+        if self.flags & F_RST_REPLY != 0 {
+            // RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><CTL=RST>, no ACK; the
+            // connection stays in SYN-SENT.
+            self.flags &= !F_RST_REPLY;
+            if self.state == State::SynSent {
+                let seq = self.rst_seq;
+                return Some(self.emit(now, buf, seq, 0, TcpFlags::RST, false));
+            }
+        }
         let plan = match self.state {
             State::Closed | State::Listen => return None,
             State::SynSent => self.plan_syn(TcpFlags::SYN),
