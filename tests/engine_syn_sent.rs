@@ -204,3 +204,14 @@ fn restarted_client_clears_the_stale_connection_and_connects_on_its_first_syn_re
     assert!(w.run(Duration::from_millis(10), |w| w.srv.accepted == 2), "the server never accepted the new connection");
     assert_eq!(w.server.connections().count(), 1);
 }
+
+#[test]
+fn a_connect_never_answered_ends_in_on_closed_timed_out() {
+    let mut w = World::new();
+    // Nobody has this address: ARP goes unanswered, every SYN is lost.
+    let id = w.client.connect(w.now, SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 99), PORT)).unwrap();
+    assert!(w.run(Duration::from_secs(300), |w| !w.cli.closed.is_empty()), "no on_closed for a failed connect");
+    assert_eq!(w.cli.closed, vec![(id, CloseReason::TimedOut)]);
+    assert!(w.cli.connected.is_empty());
+    assert!(w.client.connection(id).is_none());
+}

@@ -576,7 +576,9 @@ impl<A: App> Shard<A> {
     fn can_reuse_time_wait(&self, now: Instant, id: ConnId) -> bool {
         let Some(e) = self.table.get(id) else { return true };
         if e.conn.state() == State::Closed {
-            return true;
+            // Free unless the application is still owed its `on_closed`
+            // (the next `handle_timeout` gives it, and frees the tuple).
+            return !(e.announced || e.connecting);
         }
         if !self.cfg.tw_reuse || e.conn.state() != State::TimeWait || !e.conn.timestamps_enabled() {
             return false;
@@ -761,7 +763,9 @@ impl<A: App> Shard<A> {
             match e.conn.state() {
                 // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
                 State::TimeWait if e.conn.time_wait_accepts_syn(&seg) => self.drop_conn(id),
-                State::Closed => self.drop_conn(id),
+                // Not retired yet (that waits for `handle_timeout`): the
+                // application may still be owed its `on_closed`.
+                State::Closed => self.retire(id, app),
                 _ => {
                     self.deliver(now, id, &seg, app, lend(&mut tx));
                     return;
@@ -868,6 +872,7 @@ impl<A: App> Shard<A> {
                         }
                     }
                     e.announced = true;
+                    e.connecting = false;
                     let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
                     let mut c = Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out);
                     if e.passive {
@@ -1030,20 +1035,25 @@ impl<A: App> Shard<A> {
         }
 
         for id in std::mem::take(&mut self.closed) {
-            if let Some(e) = self.table.get(id) {
-                if e.conn.is_closed() {
-                    let reason = e.conn.close_reason();
-                    let e = self.table.remove(id).expect("present");
-                    Self::unaccount(&mut self.stats, &e.conn);
-                    if e.in_time_wait {
-                        self.time_wait -= 1;
-                    }
-                    self.stats.retire(e.conn.stats());
-                    if e.announced {
-                        app.on_closed(id, e.state, reason);
-                    }
-                }
+            if self.table.get(id).is_some_and(|e| e.conn.is_closed()) {
+                self.retire(id, app);
             }
+        }
+    }
+
+    /// Removes a CLOSED connection, calling `on_closed` if the application
+    /// is owed it: a connection it was told about, or an active open that
+    /// never connected (refused, timed out, aborted), whose id it has.
+    fn retire(&mut self, id: ConnId, app: &mut A) {
+        let Some(e) = self.table.remove(id) else { return };
+        let reason = e.conn.close_reason();
+        Self::unaccount(&mut self.stats, &e.conn);
+        if e.in_time_wait {
+            self.time_wait -= 1;
+        }
+        self.stats.retire(e.conn.stats());
+        if e.announced || e.connecting {
+            app.on_closed(id, e.state, reason);
         }
     }
 
@@ -1178,5 +1188,5 @@ fn lend<'b>(tx: &'b mut Option<&mut dyn TxFrames>) -> Option<&'b mut dyn TxFrame
 }
 
 fn new_entry<S: Default>(conn: Connection, passive: bool) -> Entry<S> {
-    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, tw_skipped: false, passive }
+    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, tw_skipped: false, passive, connecting: !passive }
 }
