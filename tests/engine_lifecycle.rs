@@ -171,6 +171,44 @@ fn rst_to_our_syn_means_refused() {
     assert_eq!(s.events(), vec![Event::Closed(CloseReason::Refused)]);
 }
 
+/// RFC 9293 §3.10.7.4 trims duplicates before anything else looks at the
+/// text: a closed application is reset only for new data (as Linux's
+/// tcp_rcv_state_process checks `end_seq - fin` against RCV.NXT), never for
+/// a retransmission of bytes it already read, with the FIN that follows them.
+#[test]
+fn retransmitted_old_data_with_fin_to_a_closed_app_is_not_reset() {
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).data(b"hello"));
+    assert_eq!(s.read_all(), b"hello");
+    s.conn.close();
+    assert_eq!(s.conn.state(), State::FinWait1);
+    let out = s.drain();
+    assert!(out.iter().any(|seg| seg.has(TcpFlags::FIN)), "{out:?}");
+    // Our ACK of "hello" was lost: the peer resends it, now with its FIN,
+    // and acknowledges our FIN.
+    s.inject(Seg::ack(P1, ISS1 + 1).data(b"hello").fin());
+    let ack = s.expect();
+    assert!(!ack.has(TcpFlags::RST), "reset for bytes already received: {ack:?}");
+    assert_eq!(ack.ack, P1 + 6, "the FIN is taken");
+    assert_eq!(s.conn.state(), State::TimeWait);
+    assert!(!s.events().iter().any(|e| matches!(e, Event::Closed(CloseReason::Aborted))));
+}
+
+#[test]
+fn new_data_to_a_closed_app_is_still_reset() {
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).data(b"hello"));
+    assert_eq!(s.read_all(), b"hello");
+    s.conn.close();
+    let _ = s.drain();
+    // Old bytes, then new ones: nobody will read those.
+    s.inject(Seg::ack(P1, ISS1 + 1).data(b"hello world").fin());
+    let rst = s.expect();
+    assert!(rst.has(TcpFlags::RST), "{rst:?}");
+    assert_eq!(s.conn.state(), State::Closed);
+    assert_eq!(s.events(), vec![Event::Closed(CloseReason::Aborted)]);
+}
+
 #[test]
 fn abort_sends_rst_and_drops_queued_data() {
     let mut s = Script::established(Script::config());
