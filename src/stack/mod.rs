@@ -56,6 +56,10 @@ const HEADROOM: usize = ETH + IP;
 /// Control frames (ARP, ICMP, resets, cookies) waiting to go out.
 const CONTROL_LIMIT: usize = 1024;
 const UNSCHEDULED: u64 = u64::MAX;
+/// RFC 6056 §3.3.4's table of per-destination-group counters (its
+/// TABLE_LENGTH): how many destinations can move their port searches on
+/// independently of each other.
+const PORT_TABLE: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct StackConfig {
@@ -94,7 +98,9 @@ pub struct StackConfig {
     /// Linux's `tcp_tw_reuse`: an active open may take over a 4-tuple in
     /// TIME_WAIT for more than a second when timestamps protect it.
     pub tw_reuse: bool,
-    /// Source ports for active opens (`ip_local_port_range`).
+    /// Source ports for active opens (`ip_local_port_range`), chosen as
+    /// RFC 6056 §3.3.4 (algorithm 4) recommends: in an order keyed per
+    /// destination, not one after another from the start of the range.
     pub ephemeral_ports: (u16, u16),
     /// The NIC's receive steering as this shard's queue sees it, when the
     /// device reports it: active opens then take a source port whose
@@ -277,7 +283,10 @@ pub struct Shard<A: App> {
     expired: Vec<u32>,
     scratch: Vec<u8>,
     time_wait: usize,
-    next_port: u16,
+    /// RFC 6056 algorithm 4's counters (`table[]`), indexed by the keyed
+    /// hash G of the destination: where its next port search starts,
+    /// after its keyed offset F.
+    port_table: [u32; PORT_TABLE],
     /// Which of our addresses active opens use now (see `connect`).
     next_addr: u32,
     /// A destination for which no steered port was free, and the table's
@@ -300,7 +309,7 @@ impl<A: App> Shard<A> {
         cookie_key[0] ^= 0xc0;
         Shard {
             arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
-            next_port: cfg.ephemeral_ports.0,
+            port_table: [0; PORT_TABLE],
             next_addr: 0,
             rss_exhausted: None,
             cfg,
@@ -477,7 +486,8 @@ impl<A: App> Shard<A> {
     }
 
     /// Active open to `remote` from a free ephemeral port of one of our
-    /// addresses: the ports of the current address are used up before the
+    /// addresses, chosen as RFC 6056 §3.3.4 recommends (keyed per
+    /// destination): the ports of the current address are used up before the
     /// next address is taken. With the NIC's steering known
     /// (`StackConfig::rss`), only ports whose replies land on this shard's
     /// queue are taken; if none is free, any free port is (and its replies
@@ -503,38 +513,41 @@ impl<A: App> Shard<A> {
         Ok(id)
     }
 
-    /// Tries the ephemeral ports of every address once, in turn from where
-    /// the last open stopped; with `rss`, only those whose replies land on
-    /// this queue (checked before the table: two look-ups a port).
+    /// Tries the ephemeral ports of every address once, the current
+    /// address first, each in the order RFC 6056 §3.3.4 (algorithm 4,
+    /// "double-hash port selection") gives: from the destination's keyed
+    /// offset F, plus a counter from a table indexed by a second keyed hash
+    /// G, which every try moves on. So the ports towards one destination
+    /// reveal nothing of those towards another, and successive opens to one
+    /// destination continue where the last search stopped. With `rss`,
+    /// only ports whose replies land on this queue are taken (checked before
+    /// the table: two look-ups a port).
     fn open_any_port(&mut self, now: Instant, remote: SocketAddrV4, rss: Option<&RssSelector>) -> Result<ConnId, ConnectError> {
         let (lo, hi) = self.cfg.ephemeral_ports;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         let addresses = self.cfg.addresses.max(1);
-        // The reply hash's share fixed by the destination and our address.
-        let mut prefix = None;
-        for _ in 0..span * addresses {
-            let port = self.next_port;
+        for _ in 0..addresses {
             let addr = self.cfg.address(self.next_addr);
-            if port >= hi {
-                self.next_port = lo;
-                self.next_addr = (self.next_addr + 1) % addresses;
-            } else {
-                self.next_port = port + 1;
-            }
-            if let Some(rss) = rss {
-                let p = match prefix {
-                    Some((a, p)) if a == addr => p,
-                    _ => prefix.insert((addr, rss.reply_prefix(remote, addr))).1,
-                };
-                if !rss.lands_here(p, port) {
-                    continue;
+            let (offset, slot) = self.isn.port_hashes(addr, remote, PORT_TABLE);
+            // The reply hash's share fixed by the destination and our address.
+            let prefix = rss.map(|r| r.reply_prefix(remote, addr));
+            for _ in 0..span {
+                let k = self.port_table[slot];
+                self.port_table[slot] = k.wrapping_add(1);
+                let port = lo + (offset.wrapping_add(k) % span) as u16;
+                if let (Some(rss), Some(p)) = (rss, prefix) {
+                    if !rss.lands_here(p, port) {
+                        continue;
+                    }
+                }
+                match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
+                    Ok(id) => return Ok(id),
+                    Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
+                    Err(_) => {}
                 }
             }
-            match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
-                Ok(id) => return Ok(id),
-                Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
-                Err(_) => {}
-            }
+            // Every port of this address is taken towards `remote`: the next.
+            self.next_addr = (self.next_addr + 1) % addresses;
         }
         Err(ConnectError::NoPort)
     }
