@@ -98,7 +98,7 @@ fn in_order_data_beyond_the_memory_budget_is_not_acknowledged() {
 #[test]
 fn data_consumed_in_place_needs_no_memory() {
     let mut s = Script::established(Script::config());
-    s.conn.set_rx_budget(RxBudget { memory: 0, reassembly: 0, window: 0 });
+    s.conn.set_rx_budget(RxBudget { memory: 0, reassembly: 0, window: 0, ..RxBudget::UNLIMITED });
     let seg = Seg::ack(P1, ISS1).data(b"read at once").fin();
     let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
     assert_eq!(direct, b"read at once");

@@ -236,24 +236,38 @@ pub struct ConnStats {
     pub undos: u32,
 }
 
-/// What a connection's receive side may still use, set by the shard before
-/// each call from its shard-wide totals ([`Connection::set_rx_budget`]).
-/// The default is unlimited: a connection on its own is bounded only by its
-/// receive buffer.
+/// What a connection may still use of its shard's memory, set by the shard
+/// before each call from its shard-wide totals
+/// ([`Connection::set_rx_budget`]). The default is unlimited: a connection
+/// on its own is bounded only by its buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxBudget {
     /// Out-of-order bytes this connection may add to what it holds.
     pub reassembly: usize,
-    /// Bytes, in order or not, this connection may add to what it holds.
+    /// Received bytes, in order or not, this connection may add to what it
+    /// holds.
     pub memory: usize,
+    /// Bytes this connection may add to its send buffer (a shard counts
+    /// send and receive memory together, as Linux's `tcp_mem` does); it
+    /// may always fill it to [`SEND_MEMORY_FLOOR`] whatever this says.
+    /// What the connection stores either way comes off both `memory` and
+    /// `send`.
+    pub send: usize,
     /// The largest window to advertise, from RCV.NXT. A window already
     /// advertised beyond it is kept (its right edge never moves left), it
     /// just does not grow.
     pub window: usize,
 }
 
+/// What a connection may always hold in its send buffer, whatever the
+/// shard's memory budget: Linux's `tcp_wmem[0]` (4 KiB). It keeps every
+/// connection able to send, and so to be ACKed and told `Writable`, when
+/// memory is exhausted.
+pub const SEND_MEMORY_FLOOR: usize = 4096;
+
 impl RxBudget {
-    pub const UNLIMITED: RxBudget = RxBudget { reassembly: usize::MAX, memory: usize::MAX, window: usize::MAX };
+    /// No limit.
+    pub const UNLIMITED: RxBudget = RxBudget { reassembly: usize::MAX, memory: usize::MAX, window: usize::MAX, send: usize::MAX };
 }
 
 impl Default for RxBudget {
@@ -332,6 +346,7 @@ pub struct Connection {
     budget_reassembly: u32,
     budget_memory: u32,
     budget_window: u32,
+    budget_send: u32,
     /// The out-of-order range most recently added (offset, len), for SACK's first block.
     last_ooo: Option<(u32, u32)>,
     /// Every range in flight: SACKed, lost, resent, and when last sent.
@@ -396,6 +411,7 @@ impl Connection {
             budget_reassembly: u32::MAX,
             budget_memory: u32::MAX,
             budget_window: u32::MAX,
+            budget_send: u32::MAX,
             last_ooo: None,
             sacks: Scoreboard::new(),
             rack: Rack::new(iss),
@@ -546,9 +562,17 @@ impl Connection {
     pub fn recv_window(&self) -> usize {
         self.rcv_adv - self.rcv_nxt
     }
-    /// Free space in the send buffer.
+    /// Free space in the send buffer, as far as the shard's memory budget
+    /// allows (see [`RxBudget::send`]).
     pub fn send_capacity(&self) -> usize {
-        if self.can_send() { self.tx.free() } else { 0 }
+        if self.can_send() { self.send_room() } else { 0 }
+    }
+
+    /// What a send may queue now: the send buffer's free space, within the
+    /// send budget, but always up to [`SEND_MEMORY_FLOOR`] held.
+    pub(super) fn send_room(&self) -> usize {
+        let floor = SEND_MEMORY_FLOOR.saturating_sub(self.tx.len());
+        (self.budget_send as usize).max(floor).min(self.tx.free())
     }
     pub fn cwnd(&self) -> usize {
         self.cc.window()
@@ -607,6 +631,12 @@ impl Connection {
     pub fn iss(&self) -> SeqNumber {
         self.iss
     }
+    /// An orphan (Linux's term): the application closed the connection,
+    /// which is still finishing (FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
+    /// or SYN-RECEIVED with its FIN queued); TIME_WAIT and CLOSED are not.
+    pub fn is_orphan(&self) -> bool {
+        self.flags & F_APP_CLOSED != 0 && !matches!(self.state, State::Closed | State::TimeWait)
+    }
     /// RFC 7323 TS.Recent, used by RFC 6191 TIME_WAIT reuse.
     pub fn ts_recent(&self) -> Option<u32> {
         (self.flags & F_TS_OK != 0).then_some(self.ts_recent)
@@ -626,7 +656,9 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::InvalidState);
         }
-        let n = self.tx.push(data);
+        let room = self.send_room();
+        let n = self.tx.push(&data[..data.len().min(room)]);
+        self.spend_budget(n, false);
         if n < data.len() {
             self.flags |= F_WANT_WRITABLE;
         }
@@ -644,10 +676,13 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::InvalidState);
         }
-        if self.tx.free() < max_len {
+        let room = self.send_room();
+        if room < max_len {
             self.flags |= F_WANT_WRITABLE;
         }
-        Ok(self.tx.push_with(max_len, f))
+        let n = self.tx.push_with(max_len.min(room), f);
+        self.spend_budget(n, false);
+        Ok(n)
     }
 
     /// Received bytes in order, as up to two slices (the buffer wraps).
@@ -753,14 +788,19 @@ impl Connection {
         self.budget_reassembly = narrow(budget.reassembly);
         self.budget_memory = narrow(budget.memory);
         self.budget_window = narrow(budget.window);
+        self.budget_send = narrow(budget.send);
     }
 
-    /// Takes `n` newly held bytes off the memory budget (and off the
-    /// reassembly budget when they are out of order).
+    /// Takes `n` newly held bytes (received, or queued to send) off the
+    /// memory and send budgets (and off the reassembly budget when they are
+    /// out of order).
     fn spend_budget(&mut self, n: usize, out_of_order: bool) {
         let n = n.min(u32::MAX as usize) as u32;
         if self.budget_memory != u32::MAX {
             self.budget_memory = self.budget_memory.saturating_sub(n);
+        }
+        if self.budget_send != u32::MAX {
+            self.budget_send = self.budget_send.saturating_sub(n);
         }
         if out_of_order && self.budget_reassembly != u32::MAX {
             self.budget_reassembly = self.budget_reassembly.saturating_sub(n);

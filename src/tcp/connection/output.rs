@@ -92,7 +92,7 @@ impl Connection {
         {
             return None;
         }
-        let want = max_len.min(usize::from(self.smss)).min(self.tx.free());
+        let want = max_len.min(usize::from(self.smss)).min(self.send_room());
         if want == 0 {
             return None;
         }
@@ -145,6 +145,7 @@ impl Connection {
         // The one copy: the send buffer keeps the bytes for retransmission.
         let kept = self.tx.push(&buf[header_len..header_len + n]);
         debug_assert_eq!(kept, n, "direct_limits checked the send buffer's room");
+        self.spend_budget(kept, false);
         if cwnd_room <= n {
             self.flags |= F_CWND_LIMITED;
         }
