@@ -60,6 +60,8 @@ struct Plan {
 #[derive(Default)]
 struct Writer {
     plans: VecDeque<Plan>,
+    /// Client ports whose data the server leaves unread.
+    unread: HashSet<u16>,
     short_writes: usize,
     closed: Vec<(u16, CloseReason)>,
     ids: HashMap<u16, ConnId>,
@@ -115,6 +117,9 @@ impl App for Writer {
     fn on_writable(&mut self, c: &mut Conn<'_, WriterState>) {
         self.pump(c);
     }
+    fn on_data(&mut self, c: &mut Conn<'_, WriterState>, data: &[u8]) -> usize {
+        if self.unread.contains(&c.remote().port()) { 0 } else { data.len() }
+    }
     fn on_closed(&mut self, _id: ConnId, st: WriterState, reason: CloseReason) {
         self.closed.push((st.port, reason));
     }
@@ -126,6 +131,8 @@ impl App for Writer {
 #[derive(Default)]
 struct Reader {
     paused: HashSet<u16>,
+    /// Bytes each new connection sends the server on connecting.
+    send_bytes: usize,
     corrupt: usize,
     /// Client port → (bytes read, why it closed).
     finished: HashMap<u16, (usize, CloseReason)>,
@@ -142,6 +149,7 @@ impl App for Reader {
     type State = ReaderState;
     fn on_connected(&mut self, c: &mut Conn<'_, ReaderState>) {
         c.state().port = c.local().port();
+        let _ = c.send(&vec![7u8; self.send_bytes]);
     }
     fn on_data(&mut self, c: &mut Conn<'_, ReaderState>, data: &[u8]) -> usize {
         let port = c.local().port();
@@ -458,5 +466,39 @@ fn a_close_while_memory_is_out_resets_at_once() {
     assert_eq!(w.reason(b), None);
     let s = *w.server.stats();
     assert_eq!((s.orphans_reset_memory, s.orphans_reset), (1, 0), "{s:?}");
+    w.audit();
+}
+
+/// Send data that has used up the memory does not starve a receive side: a
+/// connection whose application leaves data unread may still hold 4 KiB
+/// received (Linux's tcp_rmem[0]), and acknowledges it.
+#[test]
+fn send_memory_never_starves_a_receive_side() {
+    let mut cfg = World::server_config();
+    cfg.memory_limit = 256 << 10;
+    cfg.tcp.send_buffer = 256 << 10;
+    let plans = vec![Plan { bytes: 1 << 20, end: End::Shutdown }, Plan { bytes: 0, end: End::Hold }];
+    let mut w = World::new(cfg, plans);
+    let b = w.open(true);
+    w.run(Duration::from_secs(1), |_| false);
+    // Top B up to the last byte (what its ACKs freed during its last call
+    // was not yet offered to it): memory is out.
+    let bid = w.writer.ids[&b];
+    w.server.with_conn(bid, |c| c.send(&[0; 16 << 10]).unwrap());
+    assert_eq!(w.server_send_held(), 256 << 10, "memory is not out");
+    // F sends 8 KiB, which the server application does not read.
+    w.reader.send_bytes = 8 << 10;
+    let f = w.client.connect(w.now, SocketAddrV4::new(SERVER_IP, PORT)).unwrap();
+    let fport = w.client.connection(f).unwrap().local().port();
+    w.writer.unread.insert(fport);
+    w.ports.push(fport);
+    w.ids.push(f);
+    w.run(Duration::from_secs(2), |_| false);
+    let held = w.server_conn(fport).expect("accepted").recv_queue();
+    assert!(held > 0 && held <= 4096, "held {held} of the 8 KiB received");
+    let client = w.client.connection(f).unwrap();
+    assert_eq!(client.send_queue(), (8 << 10) - held, "what the server holds is acknowledged");
+    assert!(w.server.stats().recv_buffered as usize <= 256 << 10);
+    assert_eq!(w.reason(b), None);
     w.audit();
 }
