@@ -579,7 +579,8 @@ impl<A: App> Shard<A> {
 
     /// Starts a shutdown: stops listening (new SYNs get a RST, as to a
     /// closed listening socket) and closes every connection gracefully (a
-    /// FIN, or a RST where received data was left unread).
+    /// FIN, or a RST where received data was left unread, or where the
+    /// close would exceed `max_orphans` or memory is out).
     pub fn close_all(&mut self) {
         self.listeners.clear();
         let ids: Vec<ConnId> = self.table.iter().map(|(id, _)| id).collect();
