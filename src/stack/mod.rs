@@ -506,8 +506,8 @@ impl<A: App> Shard<A> {
         };
         let after = RxSnapshot::of(&e.conn);
         self.account(before, after);
-        if after.orphan {
-            self.check_orphan(id, !before.orphan, after);
+        if after.orphan && !before.orphan {
+            self.check_orphan(id, true, after);
         }
     }
 
@@ -527,11 +527,12 @@ impl<A: App> Shard<A> {
     /// reset it instead, as Linux's `tcp_check_oom` does, when it has just
     /// been orphaned beyond `max_orphans` (`tcp_too_many_orphans`, at
     /// close), or when memory is out and it holds more send data than any
-    /// connection may always hold (`tcp_out_of_memory`: at close, and at
-    /// every later event, its timers included, as `tcp_out_of_resources`
-    /// checks at the retransmission and probe timers). Only orphans are
-    /// reset for memory: connections an application holds are cut short
-    /// in what they may queue, never reset.
+    /// connection may always hold (`tcp_out_of_memory`: at close, and
+    /// whenever one of its timers fires, as `tcp_out_of_resources` checks
+    /// at the retransmission and probe timers: an orphan whose peer keeps
+    /// acknowledging drains on). Only orphans are reset for memory:
+    /// connections an application holds are cut short in what they may
+    /// queue, never reset.
     fn check_orphan(&mut self, id: ConnId, just_orphaned: bool, now: RxSnapshot) {
         let too_many = just_orphaned && self.stats.orphans > self.cfg.max_orphans as u64;
         let oom = !too_many && now.sent > SEND_MEMORY_FLOOR && self.out_of_memory();
@@ -1163,11 +1164,17 @@ impl<A: App> Shard<A> {
             let Some(before) = self.begin_call(id) else { continue };
             let Some(e) = self.table.get_mut(id) else { continue };
             e.scheduled = UNSCHEDULED;
-            if e.conn.poll_timeout().is_some_and(|t| t <= now) {
+            let due = e.conn.poll_timeout().is_some_and(|t| t <= now);
+            if due {
                 e.conn.handle_timeout(now);
             }
             self.after_io(now, id, app, None);
             self.end_call(id, before);
+            // An orphan's timer: reset it if memory is out (see `check_orphan`).
+            if let Some(e) = self.table.get(id).filter(|e| due && e.conn.is_orphan()) {
+                let snapshot = RxSnapshot::of(&e.conn);
+                self.check_orphan(id, false, snapshot);
+            }
         }
         self.expired = expired;
 
