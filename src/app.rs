@@ -41,7 +41,11 @@ pub trait App {
     fn on_writable(&mut self, _conn: &mut Conn<'_, Self::State>) {}
     /// The peer sent FIN: no more data will come.
     fn on_peer_closed(&mut self, _conn: &mut Conn<'_, Self::State>) {}
-    /// The connection is gone; its state is handed back.
+    /// The connection is gone; its state is handed back. Also called for an
+    /// active open that never connected (`CloseReason::Refused` for a RST
+    /// in reply to the SYN, `TimedOut` when the SYN retries ran out,
+    /// `Aborted` or `Normal` when the application gave up first), so every
+    /// id `Shard::connect` returned ends here exactly once.
     fn on_closed(&mut self, _id: ConnId, _state: Self::State, _reason: CloseReason) {}
 }
 

@@ -1,6 +1,6 @@
-//! Scripted engine tests of the shard's receive budgets (`RxBudget`): what a
-//! connection does when the shard says its reassembly memory, receive memory
-//! or window growth is used up. Dropping is graceful (the peer retransmits
+//! Scripted engine tests of the shard's budgets (`RxBudget`): what a
+//! connection does when the shard says its reassembly memory, receive memory,
+//! window growth or send memory is used up. Dropping is graceful (the peer retransmits
 //! what was not acknowledged); the advertised right edge never moves left
 //! (RFC 9293 §3.8.6).
 
@@ -98,7 +98,7 @@ fn in_order_data_beyond_the_memory_budget_is_not_acknowledged() {
 #[test]
 fn data_consumed_in_place_needs_no_memory() {
     let mut s = Script::established(Script::config());
-    s.conn.set_rx_budget(RxBudget { memory: 0, reassembly: 0, window: 0 });
+    s.conn.set_rx_budget(RxBudget { memory: 0, reassembly: 0, window: 0, ..RxBudget::UNLIMITED });
     let seg = Seg::ack(P1, ISS1).data(b"read at once").fin();
     let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
     assert_eq!(direct, b"read at once");
@@ -167,4 +167,44 @@ fn a_syn_ack_under_pressure_offers_only_the_clamped_window() {
     assert_eq!(synack.window, 5840);
     assert_eq!(s.conn.stats().window_clamped, 1);
     assert_eq!(s.conn.recv_window(), 5840);
+}
+
+/// The send budget: what a shard's memory leaves for this connection's send
+/// buffer. Sends beyond it are cut short (and `Writable` follows once ACKs
+/// free space), but a connection may always queue SEND_MEMORY_FLOOR bytes
+/// (Linux's tcp_wmem[0]), so it never stops for good; what it queues comes
+/// off both budgets.
+#[test]
+fn sends_are_cut_to_the_send_budget_but_never_below_the_floor() {
+    use xdptcp::tcp::{Event, SEND_MEMORY_FLOOR};
+    let mut s = Script::established(Script::config());
+    s.conn.set_rx_budget(RxBudget { send: 10_000, ..RxBudget::UNLIMITED });
+    assert_eq!(s.conn.send_capacity(), 10_000);
+    assert_eq!(s.conn.send(&bytes(6_000, 1)).unwrap(), 6_000);
+    assert_eq!(s.conn.send(&bytes(6_000, 2)).unwrap(), 4_000, "cut to the budget");
+    assert_eq!(s.conn.send_capacity(), 0);
+    assert_eq!(s.conn.send(&bytes(10, 3)).unwrap(), 0);
+    assert_eq!(s.conn.send_queue(), 10_000);
+    // Memory is out: an empty send buffer may still take the floor.
+    let mut e = Script::established(Script::config());
+    e.conn.set_rx_budget(RxBudget { send: 0, memory: 0, ..RxBudget::UNLIMITED });
+    assert_eq!(e.conn.send_capacity(), SEND_MEMORY_FLOOR);
+    assert_eq!(e.conn.send(&bytes(10_000, 4)).unwrap(), SEND_MEMORY_FLOOR);
+    assert_eq!(e.conn.send(&bytes(10, 5)).unwrap(), 0);
+    let n = e.conn.send_with(100, |buf| buf.len()).unwrap();
+    assert_eq!(n, 0, "send_with is cut the same way");
+    // Its ACK frees the floor again, and the application hears of it.
+    let out = e.drain();
+    let sent: usize = out.iter().map(|seg| seg.payload.len()).sum();
+    assert_eq!(sent, SEND_MEMORY_FLOOR);
+    e.inject(Seg::ack(P1, ISS1 + SEND_MEMORY_FLOOR as u32));
+    assert_eq!(e.conn.send_queue(), 0);
+    assert!(e.events().contains(&Event::Writable));
+    assert_eq!(e.conn.send_capacity(), SEND_MEMORY_FLOOR);
+    // Received data comes off the send budget too (one shared pool).
+    let mut r = Script::established(Script::config());
+    r.conn.set_rx_budget(RxBudget { send: 5_000, memory: 5_000, ..RxBudget::UNLIMITED });
+    r.inject(Seg::ack(P1, ISS1).data(&bytes(3_000, 6)));
+    assert_eq!(r.conn.recv_queue(), 3_000);
+    assert_eq!(r.conn.send_capacity(), SEND_MEMORY_FLOOR, "5000 - 3000 left, below the floor");
 }

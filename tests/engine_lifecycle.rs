@@ -72,14 +72,31 @@ fn simultaneous_open() {
     // Their SYN crosses ours (RFC 9293 §3.5 figure 8).
     s.inject(Seg::syn(PEER_ISN).mss(1460).sack_ok().ws(7).ts(5, 0));
     assert_eq!(s.conn.state(), State::SynReceived);
+    // Our reply: a SYN-ACK carrying our original ISS and acknowledging
+    // theirs, with our options again (the peer's are settled now).
     let sa = s.expect();
     assert_eq!(sa.flags, TcpFlags::SYN | TcpFlags::ACK);
     assert_eq!((sa.seq, sa.ack), (syn.seq, P1));
-    s.inject(Seg::syn(PEER_ISN).acking(ISS1).mss(1460).sack_ok().ws(7).ts(6, 0));
-    // Their SYN-ACK repeats the SYN: in SYN-RECEIVED the ACK completes us.
-    let _ = s.drain();
+    assert_eq!(sa.seq, OUR_ISS);
+    assert_eq!(sa.options.mss, syn.options.mss);
+    assert_eq!(sa.options.window_scale, syn.options.window_scale);
+    assert!(sa.options.sack_permitted);
+    assert_eq!(sa.options.timestamp.map(|t| t.tsecr), Some(5), "echoes their SYN's TSval");
+    assert!(sa.payload.is_empty());
+    s.expect_nothing();
+    assert!(s.events().is_empty(), "not connected before the ACK of our SYN");
+    s.inject(Seg::syn(PEER_ISN).acking(ISS1).mss(1460).sack_ok().ws(7).ts(6, sa.options.timestamp.unwrap().tsval));
+    // Their SYN-ACK repeats their SYN (sequence space already received): we
+    // answer with an ACK at SND.NXT acknowledging it, nothing more.
+    let ack = s.expect();
+    assert_eq!(ack.flags, TcpFlags::ACK);
+    assert_eq!((ack.seq, ack.ack), (ISS1, P1));
+    s.expect_nothing();
+    // In SYN-RECEIVED their ACK of our SYN completes us.
     s.inject(Seg::ack(P1, ISS1).ts(7, 0));
     assert_eq!(s.conn.state(), State::Established);
+    assert_eq!(s.events(), vec![Event::Connected]);
+    s.expect_nothing();
 }
 
 #[test]
@@ -171,6 +188,44 @@ fn rst_to_our_syn_means_refused() {
     assert_eq!(s.events(), vec![Event::Closed(CloseReason::Refused)]);
 }
 
+/// RFC 9293 §3.10.7.4 trims duplicates before anything else looks at the
+/// text: a closed application is reset only for new data (as Linux's
+/// tcp_rcv_state_process checks `end_seq - fin` against RCV.NXT), never for
+/// a retransmission of bytes it already read, with the FIN that follows them.
+#[test]
+fn retransmitted_old_data_with_fin_to_a_closed_app_is_not_reset() {
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).data(b"hello"));
+    assert_eq!(s.read_all(), b"hello");
+    s.conn.close();
+    assert_eq!(s.conn.state(), State::FinWait1);
+    let out = s.drain();
+    assert!(out.iter().any(|seg| seg.has(TcpFlags::FIN)), "{out:?}");
+    // Our ACK of "hello" was lost: the peer resends it, now with its FIN,
+    // and acknowledges our FIN.
+    s.inject(Seg::ack(P1, ISS1 + 1).data(b"hello").fin());
+    let ack = s.expect();
+    assert!(!ack.has(TcpFlags::RST), "reset for bytes already received: {ack:?}");
+    assert_eq!(ack.ack, P1 + 6, "the FIN is taken");
+    assert_eq!(s.conn.state(), State::TimeWait);
+    assert!(!s.events().iter().any(|e| matches!(e, Event::Closed(CloseReason::Aborted))));
+}
+
+#[test]
+fn new_data_to_a_closed_app_is_still_reset() {
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1, ISS1).data(b"hello"));
+    assert_eq!(s.read_all(), b"hello");
+    s.conn.close();
+    let _ = s.drain();
+    // Old bytes, then new ones: nobody will read those.
+    s.inject(Seg::ack(P1, ISS1 + 1).data(b"hello world").fin());
+    let rst = s.expect();
+    assert!(rst.has(TcpFlags::RST), "{rst:?}");
+    assert_eq!(s.conn.state(), State::Closed);
+    assert_eq!(s.events(), vec![Event::Closed(CloseReason::Aborted)]);
+}
+
 #[test]
 fn abort_sends_rst_and_drops_queued_data() {
     let mut s = Script::established(Script::config());
@@ -259,6 +314,48 @@ fn time_wait_reuse_needs_newer_timestamp_or_sequence() {
     assert!(!s.conn.time_wait_accepts_syn(&Seg::syn(P1 + 100).ts(499, 0).repr()));
     // Not a SYN, or a SYN-ACK: never.
     assert!(!s.conn.time_wait_accepts_syn(&Seg::ack(1, 1).ts(900, 0).repr()));
+    // A SYN without a timestamp falls back to the sequence rule.
+    assert!(s.conn.time_wait_accepts_syn(&Seg::syn(P1 + 2).repr()));
+    assert!(!s.conn.time_wait_accepts_syn(&Seg::syn(P1).repr()));
+}
+
+/// RFC 6191 / RFC 9293 §3.6.1 without timestamps: a new SYN may take over
+/// the TIME_WAIT 4-tuple only with a sequence number beyond RCV.NXT; any
+/// other SYN is refused as a new connection and gets TIME_WAIT's ACK.
+#[test]
+fn time_wait_reuse_without_timestamps_goes_by_sequence() {
+    let mut s = Script::passive(Script::config(), Seg::syn(PEER_ISN).win(65535).mss(1460));
+    let sa = s.expect();
+    assert!(sa.options.timestamp.is_none());
+    s.inject(Seg::ack(P1, ISS1));
+    assert_eq!(s.conn.state(), State::Established);
+    assert!(s.conn.ts_recent().is_none(), "no timestamps negotiated");
+    s.inject(Seg::ack(P1, ISS1).data(b"bye"));
+    assert_eq!(s.read_all(), b"bye");
+    s.conn.close();
+    let _ = s.drain();
+    s.inject(Seg::ack(P1 + 3, ISS1 + 1).fin());
+    assert_eq!(s.conn.state(), State::TimeWait);
+    let rcv_nxt = P1 + 4;
+    assert_eq!(s.conn.rcv_nxt().0, rcv_nxt);
+    let _ = s.drain();
+    // Beyond RCV.NXT: a new incarnation, accepted.
+    assert!(s.conn.time_wait_accepts_syn(&Seg::syn(rcv_nxt + 1).repr()));
+    assert!(s.conn.time_wait_accepts_syn(&Seg::syn(rcv_nxt + 1_000_000).repr()));
+    // A timestamp on the new SYN does not help when the old connection had none.
+    assert!(!s.conn.time_wait_accepts_syn(&Seg::syn(rcv_nxt - 1).ts(1_000_000, 0).repr()));
+    // At or below RCV.NXT: refused, and the SYN gets TIME_WAIT's ACK (at
+    // most one per 500 ms, `Config::invalid_ack_interval`).
+    for seq in [rcv_nxt, rcv_nxt - 1, PEER_ISN] {
+        assert!(s.advance(Duration::from_millis(500)).is_empty());
+        let syn = Seg::syn(seq);
+        assert!(!s.conn.time_wait_accepts_syn(&syn.repr()), "SYN at {seq} accepted");
+        s.inject(syn);
+        let ack = s.expect();
+        assert_eq!(ack.flags, TcpFlags::ACK, "SYN at {seq}: {ack:?}");
+        assert_eq!((ack.seq, ack.ack), (ISS1 + 1, rcv_nxt));
+        assert_eq!(s.conn.state(), State::TimeWait);
+    }
 }
 
 #[test]

@@ -354,6 +354,7 @@ fn connection_cap_refuses_with_rst_and_the_rest_keep_working() {
     assert_eq!(s.resets_sent, resets + 1);
     assert_eq!(s.passive_opens, 3);
     assert_eq!(w.source.connected, 3, "the refused connection never connected");
+    assert_eq!(w.source.closed, vec![(fourth, CloseReason::Refused)], "the application learns its connect was refused");
 
     // The three transfer everything and close; then there is room again.
     w.assert_all_done(3);

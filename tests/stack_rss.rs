@@ -90,11 +90,86 @@ fn without_steering_every_open_relies_on_the_handoff() {
     }
     assert_eq!(shard.stats().active_open_handoffs, 500);
     assert_eq!(shard.stats().active_opens_rss_steered, 0);
-    // Consecutive ports, as before: the plain choice is unchanged.
-    let mut ports: Vec<u16> = shard.connections().map(|(_, c)| c.local().port()).collect();
-    ports.sort_unstable();
-    assert_eq!(ports.first(), Some(&32768));
-    assert_eq!(ports.last(), Some(&(32768 + 499)));
+    let tuples: HashSet<_> = shard.connections().map(|(_, c)| (c.local(), c.remote())).collect();
+    assert_eq!(tuples.len(), 500);
+    assert!(tuples.iter().all(|(l, _)| (32768..=60999).contains(&l.port())));
+}
+
+// ---- RFC 6056 port choice ---------------------------------------------
+
+/// The source ports of the first `n` opens to `remote`.
+fn ports_to(shard: &mut Shard<Idle>, remote: SocketAddrV4, n: usize) -> Vec<u16> {
+    (0..n).map(|_| {
+        let id = shard.connect(Instant::from_secs(1), remote).expect("a free port");
+        shard.connection(id).unwrap().local().port()
+    }).collect()
+}
+
+/// RFC 6056 §3.3.4 (algorithm 4): each destination gets its own keyed
+/// offset into the range, so an off-path attacker who sees the ports used
+/// towards one destination learns nothing of those towards another, and
+/// ports are not handed out in order from the range's start.
+#[test]
+fn ephemeral_ports_are_keyed_per_destination() {
+    let dests: Vec<SocketAddrV4> = (0..16u8).map(|k| SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, k), 443)).collect();
+    let mut shard = client(None, (32768, 60999));
+    let firsts: Vec<u16> = dests.iter().map(|&d| ports_to(&mut shard, d, 1)[0]).collect();
+    let distinct: HashSet<_> = firsts.iter().collect();
+    assert!(distinct.len() >= 15, "first ports per destination: {firsts:?}");
+    assert!(!firsts.windows(2).all(|w| w[1] == w[0] + 1), "ports in order: {firsts:?}");
+    assert!(firsts.iter().filter(|&&p| p < 32768 + 16).count() <= 1, "ports from the range's start: {firsts:?}");
+    // The same destination's port also depends on its port, and on the key.
+    let other_port = ports_to(&mut client(None, (32768, 60999)), SocketAddrV4::new(*dests[0].ip(), 80), 1)[0];
+    assert_ne!(other_port, firsts[0]);
+    let mut rekeyed: Shard<Idle> = {
+        let mut cfg = StackConfig::new(CLIENT_MAC, CLIENT_IP, 24);
+        cfg.ephemeral_ports = (32768, 60999);
+        Shard::new(cfg, [9; 16])
+    };
+    let rekeyed: Vec<u16> = dests.iter().map(|&d| ports_to(&mut rekeyed, d, 1)[0]).collect();
+    assert!(rekeyed.iter().zip(&firsts).filter(|(a, b)| a == b).count() <= 1, "{rekeyed:?} vs {firsts:?}");
+}
+
+/// Consecutive opens to one destination never repeat a port while it is in
+/// use, interleaved with opens elsewhere, until the range is used up.
+#[test]
+fn consecutive_opens_get_distinct_ports_until_the_range_is_used_up() {
+    let range = (50000u16, 50999u16);
+    let a = SocketAddrV4::new(SERVER_IP, 7);
+    let b = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 8080);
+    let mut shard = client(None, range);
+    let mut to_a = HashSet::new();
+    for _ in 0..1000 {
+        assert!(to_a.insert(ports_to(&mut shard, a, 1)[0]), "a port reused towards {a}");
+        ports_to(&mut shard, b, 1);
+    }
+    assert_eq!(to_a.len(), 1000, "every port of the range, once");
+    assert_eq!(shard.connect(Instant::from_secs(1), a), Err(ConnectError::NoPort));
+    // The other destination has used up its own ports too: a 4-tuple, not a
+    // port, must be unique.
+    assert_eq!(shard.connect(Instant::from_secs(1), b), Err(ConnectError::NoPort));
+}
+
+/// Within the RSS-aware choice: keyed per destination too, and every port
+/// still steers the reply to this queue.
+#[test]
+fn keyed_ports_still_land_on_this_queue() {
+    let steering = RssSelector::new(&KEY, table(), 1, true).unwrap();
+    let dests: Vec<SocketAddrV4> = (0..16u8).map(|k| SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, k), 443)).collect();
+    let mut shard = client(Some(steering), (32768, 60999));
+    let mut firsts = Vec::new();
+    for &d in &dests {
+        let ports = ports_to(&mut shard, d, 50);
+        firsts.push(ports[0]);
+        assert_eq!(ports.iter().collect::<HashSet<_>>().len(), 50);
+        for p in ports {
+            assert_eq!(nic_queue(&table(), d, SocketAddrV4::new(CLIENT_IP, p)), 1, "{d} <- {p}");
+        }
+    }
+    assert!(firsts.iter().collect::<HashSet<_>>().len() >= 15, "{firsts:?}");
+    assert!(!firsts.windows(2).all(|w| w[1] > w[0]), "one sequence for every destination: {firsts:?}");
+    assert_eq!(shard.stats().active_opens_rss_steered, 16 * 50);
+    assert_eq!(shard.stats().active_open_handoffs, 0);
 }
 
 #[test]

@@ -169,6 +169,9 @@ fn closed_port_is_refused_with_rst() {
     assert!(w.run(Duration::from_secs(5), |w| !w.app.closed.is_empty() || w.client.connection(id).is_none()));
     assert!(w.server.stats().resets_sent >= 1);
     assert!(w.client.connection(id).is_none(), "the refused connection is gone");
+    // The application learns why its connect failed.
+    assert_eq!(w.app.closed, vec![(id, CloseReason::Refused)]);
+    assert_eq!(w.app.connected, 0);
 }
 
 #[test]

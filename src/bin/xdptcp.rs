@@ -298,11 +298,17 @@ struct Serve {
     /// it out-of-order segments are dropped (bytes) [default: 64M].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     reassembly_limit: Option<usize>,
-    /// Receive memory per core (unread and out-of-order data of all
-    /// connections), like tcp_mem: windows are clamped from 3/4 of it and
-    /// stop growing at it (bytes) [default: 1G].
+    /// Receive and send memory per core (unread and out-of-order data, and
+    /// unacknowledged sent data, of all connections), like tcp_mem: windows
+    /// are clamped from 3/4 of it; at it they stop growing, sends are cut
+    /// short and orphans holding send data are reset (bytes) [default: 1G].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     memory_limit: Option<usize>,
+    /// Orphans per core (connections closed by the application and still
+    /// finishing), like tcp_max_orphans: a close beyond it resets the
+    /// connection [default: 65536].
+    #[arg(long, value_name = "N")]
+    max_orphans: Option<usize>,
 }
 
 impl Serve {
@@ -327,6 +333,11 @@ impl Serve {
         }
         if let Some(n) = self.memory_limit {
             cfg.memory_limit = nonzero("--memory-limit", n)?;
+        }
+        if let Some(n) = self.max_orphans {
+            // 0 is allowed, as in Linux: every close with anything left to
+            // do resets.
+            cfg.max_orphans = n;
         }
         Ok(())
     }
@@ -690,6 +701,16 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "send_with_direct_bytes": s.send_with_direct_bytes, "send_with_buffered_bytes": s.send_with_buffered_bytes,
         });
         if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
+            row.extend(extra.clone());
+        }
+        let memory = serde_json::json!({
+            // Now, not counts: bytes in send buffers (with recv_buffered_bytes, what
+            // --memory-limit bounds), and orphans (closed, still finishing).
+            "send_buffered_bytes": s.send_buffered, "orphans": s.orphans,
+            // Closes reset beyond --max-orphans, and orphans reset when memory ran out.
+            "orphans_reset": s.orphans_reset, "orphans_reset_memory": s.orphans_reset_memory,
+        });
+        if let (Some(row), Some(extra)) = (row.as_object_mut(), memory.as_object()) {
             row.extend(extra.clone());
         }
         row

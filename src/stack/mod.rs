@@ -16,13 +16,15 @@
 //! Every resource is capped (see [`StackConfig`]): connections
 //! (`max_connections`), each connection's buffers (`tcp.send_buffer`,
 //! `tcp.recv_buffer`), out-of-order data across the shard
-//! (`reassembly_limit`) and receive memory across the shard
-//! (`memory_limit`, like Linux's `tcp_mem`). The shard keeps the totals
-//! current by the change each call into a connection makes (never by a scan)
-//! and passes what is left to the connection as an [`RxBudget`] before
-//! feeding it a segment or polling it for output. Hitting a cap degrades,
-//! and is counted: a SYN is refused with RST, out-of-order data is dropped
-//! (the peer retransmits it), windows stop growing.
+//! (`reassembly_limit`), receive and send memory across the shard
+//! (`memory_limit`, like Linux's `tcp_mem`) and orphans (`max_orphans`, like
+//! `tcp_max_orphans`). The shard keeps the totals current by the change each
+//! call into a connection makes (never by a scan) and passes what is left to
+//! the connection as an [`RxBudget`] before feeding it a segment or polling
+//! it for output. Hitting a cap degrades, and is counted: a SYN is refused
+//! with RST, out-of-order data is dropped (the peer retransmits it), windows
+//! stop growing, sends are cut short, and a close beyond the orphan cap, or
+//! an orphan holding send data when memory is out, is reset.
 
 pub mod arp;
 pub mod send;
@@ -37,7 +39,7 @@ use crate::app::{App, Conn, ConnId};
 use crate::rss::RssSelector;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, RxBudget, State, SynOutcome};
+use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, RxBudget, State, SynOutcome, SEND_MEMORY_FLOOR};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IcmpEchoKind, IcmpEchoRepr, IcmpPacket,
@@ -56,6 +58,16 @@ const HEADROOM: usize = ETH + IP;
 /// Control frames (ARP, ICMP, resets, cookies) waiting to go out.
 const CONTROL_LIMIT: usize = 1024;
 const UNSCHEDULED: u64 = u64::MAX;
+/// Received data a connection may always hold when send buffers have used
+/// up `memory_limit` (Linux's `tcp_rmem[0]`): send data never starves a
+/// receive side entirely, which between two stacks both full of send data
+/// would stop either from acknowledging the other's. Receive memory alone
+/// still never exceeds the limit.
+const RECV_MEMORY_FLOOR: usize = 4096;
+/// RFC 6056 §3.3.4's table of per-destination-group counters (its
+/// TABLE_LENGTH): how many destinations can move their port searches on
+/// independently of each other.
+const PORT_TABLE: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct StackConfig {
@@ -80,21 +92,34 @@ pub struct StackConfig {
     /// retransmits it; in-order data never counts against it. 64 MiB.
     pub reassembly_limit: usize,
     /// Bytes held in receive buffers (unread in-order data plus out-of-order
-    /// data) by all connections of the shard together, like Linux's
-    /// `tcp_mem` for receive memory. From 3/4 of it (the pressure mark,
-    /// Linux's `tcp_mem[1]`) windows grow by at most 4 MSS (counted as
-    /// `window_clamped`; an edge already advertised is never moved left,
-    /// RFC 9293 §3.8.6); at the limit they grow no more, and data that
-    /// would exceed it is dropped (`mem_dropped`, `ooo_dropped`) rather than
-    /// stored. 1 GiB.
+    /// data) and send buffers (written, not yet acknowledged) by all
+    /// connections of the shard together, like Linux's `tcp_mem`. From 3/4
+    /// of it (the pressure mark, Linux's `tcp_mem[1]`) windows grow by at
+    /// most 4 MSS (counted as `window_clamped`; an edge already advertised
+    /// is never moved left, RFC 9293 §3.8.6); at the limit they grow no
+    /// more, data that would exceed it is dropped (`mem_dropped`,
+    /// `ooo_dropped`) rather than stored, sends are cut short, and orphans
+    /// holding send data are reset (`orphans_reset_memory`). Each connection
+    /// may still hold 4 KiB to send (Linux's `tcp_wmem[0]`) and, when send
+    /// data used the memory up, 4 KiB received (`tcp_rmem[0]`), so that
+    /// every connection keeps moving; receive memory alone never exceeds
+    /// the limit. 1 GiB.
     pub memory_limit: usize,
     /// TIME_WAIT connections kept (Linux's `tcp_max_tw_buckets`); beyond it a
     /// closing connection skips TIME_WAIT and is counted.
     pub max_time_wait: usize,
+    /// Orphans kept (Linux's `tcp_max_orphans`): connections the
+    /// application closed that are still finishing (FIN_WAIT_1, FIN_WAIT_2,
+    /// CLOSING, LAST_ACK; TIME_WAIT has its own cap). A close that would
+    /// exceed it resets the connection instead (counted as `orphans_reset`).
+    /// 65536.
+    pub max_orphans: usize,
     /// Linux's `tcp_tw_reuse`: an active open may take over a 4-tuple in
     /// TIME_WAIT for more than a second when timestamps protect it.
     pub tw_reuse: bool,
-    /// Source ports for active opens (`ip_local_port_range`).
+    /// Source ports for active opens (`ip_local_port_range`), chosen as
+    /// RFC 6056 §3.3.4 (algorithm 4) recommends: in an order keyed per
+    /// destination, not one after another from the start of the range.
     pub ephemeral_ports: (u16, u16),
     /// The NIC's receive steering as this shard's queue sees it, when the
     /// device reports it: active opens then take a source port whose
@@ -124,6 +149,7 @@ impl StackConfig {
             reassembly_limit: 64 << 20,
             memory_limit: 1 << 30,
             max_time_wait: 262_144,
+            max_orphans: 65_536,
             tw_reuse: false,
             ephemeral_ports: (32768, 60999),
             rss: None,
@@ -186,6 +212,17 @@ pub struct ShardStats {
     pub recv_buffered: u64,
     /// Now, not a count: out-of-order bytes held, at most `reassembly_limit`.
     pub ooo_buffered: u64,
+    /// Now, not a count: bytes held in send buffers (written by
+    /// applications and not yet acknowledged). With `recv_buffered`, what
+    /// `memory_limit` bounds.
+    pub send_buffered: u64,
+    /// Now, not a count: orphans held (see `StackConfig::max_orphans`).
+    pub orphans: u64,
+    /// Closes reset rather than orphaned: `max_orphans` were held.
+    pub orphans_reset: u64,
+    /// Orphans reset because memory ran out while they held send data
+    /// (Linux's TCPAbortOnMemory).
+    pub orphans_reset_memory: u64,
     pub time_wait_overflow: u64,
     pub time_wait_reused: u64,
     pub control_drops: u64,
@@ -242,6 +279,9 @@ pub enum Verdict {
 struct RxSnapshot {
     held: usize,
     ooo: usize,
+    /// Bytes in the send buffer.
+    sent: usize,
+    orphan: bool,
     ooo_dropped: u32,
     window_clamped: u32,
     mem_dropped: u32,
@@ -250,7 +290,45 @@ struct RxSnapshot {
 impl RxSnapshot {
     fn of(c: &Connection) -> RxSnapshot {
         let s = c.stats();
-        RxSnapshot { held: c.recv_held(), ooo: c.ooo_queue(), ooo_dropped: s.ooo_dropped, window_clamped: s.window_clamped, mem_dropped: s.mem_dropped }
+        RxSnapshot {
+            held: c.recv_held(),
+            ooo: c.ooo_queue(),
+            sent: c.send_queue(),
+            orphan: c.is_orphan(),
+            ooo_dropped: s.ooo_dropped,
+            window_clamped: s.window_clamped,
+            mem_dropped: s.mem_dropped,
+        }
+    }
+}
+
+/// The shard's memory totals, from which each connection's budget is cut.
+#[derive(Debug, Clone, Copy)]
+struct MemoryView {
+    limit: usize,
+    pressure: usize,
+    recv: usize,
+    send: usize,
+    reassembly: usize,
+    mss: usize,
+}
+
+impl MemoryView {
+    /// What `conn` may still use (see `RxBudget`): what is left of
+    /// `memory_limit` after receive and send memory, to receive into or to
+    /// queue for sending; but at least `RECV_MEMORY_FLOOR` of received data
+    /// held when send memory is what used it up (and, in the engine,
+    /// `SEND_MEMORY_FLOOR` of send data).
+    fn budget(&self, conn: &Connection) -> RxBudget {
+        let held = self.recv + self.send;
+        let shared = self.limit.saturating_sub(held);
+        let floor = RECV_MEMORY_FLOOR.saturating_sub(conn.recv_held()).min(self.limit.saturating_sub(self.recv));
+        let memory = shared.max(floor);
+        // Under pressure a window grows by at most 4 MSS, as Linux clamps
+        // rcv_ssthresh to 4 * advmss (tcp_adjust_rcv_ssthresh); at the limit
+        // (memory == 0) by nothing.
+        let window = if held >= self.pressure { memory.min(4 * self.mss) } else { usize::MAX };
+        RxBudget { reassembly: self.reassembly, memory, window, send: shared }
     }
 }
 
@@ -277,7 +355,10 @@ pub struct Shard<A: App> {
     expired: Vec<u32>,
     scratch: Vec<u8>,
     time_wait: usize,
-    next_port: u16,
+    /// RFC 6056 algorithm 4's counters (`table[]`), indexed by the keyed
+    /// hash G of the destination: where its next port search starts,
+    /// after its keyed offset F.
+    port_table: [u32; PORT_TABLE],
     /// Which of our addresses active opens use now (see `connect`).
     next_addr: u32,
     /// A destination for which no steered port was free, and the table's
@@ -300,7 +381,7 @@ impl<A: App> Shard<A> {
         cookie_key[0] ^= 0xc0;
         Shard {
             arp: NeighborCache::new(cfg.neighbor_timeout, cfg.arp_retry, cfg.arp_tries),
-            next_port: cfg.ephemeral_ports.0,
+            port_table: [0; PORT_TABLE],
             next_addr: 0,
             rss_exhausted: None,
             cfg,
@@ -387,46 +468,95 @@ impl<A: App> Shard<A> {
 
     // ---- receive memory ----------------------------------------------
 
-    /// What a connection may still use of the shard's receive limits.
-    fn rx_budget(&self) -> RxBudget {
-        let held = self.stats.recv_buffered as usize;
-        let memory = self.cfg.memory_limit.saturating_sub(held);
-        // Under pressure a window grows by at most 4 MSS, as Linux clamps
-        // rcv_ssthresh to 4 * advmss (tcp_adjust_rcv_ssthresh); at the limit
-        // (memory == 0) by nothing.
-        let window = if held >= self.cfg.memory_pressure() { memory.min(4 * usize::from(self.tcp.mss)) } else { usize::MAX };
-        RxBudget { reassembly: self.cfg.reassembly_limit.saturating_sub(self.stats.ooo_buffered as usize), memory, window }
+    /// The totals connection budgets are cut from (`MemoryView::budget`).
+    fn memory_view(&self) -> MemoryView {
+        MemoryView {
+            limit: self.cfg.memory_limit,
+            pressure: self.cfg.memory_pressure(),
+            recv: self.stats.recv_buffered as usize,
+            send: self.stats.send_buffered as usize,
+            reassembly: self.cfg.reassembly_limit.saturating_sub(self.stats.ooo_buffered as usize),
+            mss: usize::from(self.tcp.mss),
+        }
+    }
+
+    /// Receive and send memory together have reached `memory_limit`
+    /// (Linux's `tcp_mem[2]`, as `tcp_out_of_memory` checks it), to within
+    /// `SEND_MEMORY_FLOOR`: Linux counts that memory in 4 KiB pages.
+    fn out_of_memory(&self) -> bool {
+        (self.stats.recv_buffered + self.stats.send_buffered) as usize + SEND_MEMORY_FLOOR > self.cfg.memory_limit
     }
 
     /// Before a call into a connection: hands it its budget and notes what
     /// the call may change, for `end_call`.
     fn begin_call(&mut self, id: ConnId) -> Option<RxSnapshot> {
-        let budget = self.rx_budget();
+        let view = self.memory_view();
         let e = self.table.get_mut(id)?;
-        e.conn.set_rx_budget(budget);
+        e.conn.set_rx_budget(view.budget(&e.conn));
         Some(RxSnapshot::of(&e.conn))
     }
 
     /// After a call into a connection: moves the totals and counters by
-    /// what it changed (O(1), whatever the number of connections).
+    /// what it changed (O(1), whatever the number of connections), and
+    /// applies the orphan limits (`Shard::check_orphan`).
     fn end_call(&mut self, id: ConnId, before: RxSnapshot) {
         let Some(e) = self.table.get(id) else {
             debug_assert!(false, "a connection vanished during a call");
             return;
         };
         let after = RxSnapshot::of(&e.conn);
+        self.account(before, after);
+        if after.orphan && !before.orphan {
+            self.check_orphan(id, true, after);
+        }
+    }
+
+    /// Moves the totals and counters from one snapshot of a connection to a later one.
+    fn account(&mut self, before: RxSnapshot, after: RxSnapshot) {
         let s = &mut self.stats;
         s.recv_buffered = (s.recv_buffered + after.held as u64) - before.held as u64;
         s.ooo_buffered = (s.ooo_buffered + after.ooo as u64) - before.ooo as u64;
+        s.send_buffered = (s.send_buffered + after.sent as u64) - before.sent as u64;
+        s.orphans = (s.orphans + u64::from(after.orphan)) - u64::from(before.orphan);
         s.ooo_dropped += u64::from(after.ooo_dropped.wrapping_sub(before.ooo_dropped));
         s.window_clamped += u64::from(after.window_clamped.wrapping_sub(before.window_clamped));
         s.mem_dropped += u64::from(after.mem_dropped.wrapping_sub(before.mem_dropped));
+    }
+
+    /// An orphan after a call into it (`now` counted in the totals):
+    /// reset it instead, as Linux's `tcp_check_oom` does, when it has just
+    /// been orphaned beyond `max_orphans` (`tcp_too_many_orphans`, at
+    /// close), or when memory is out and it holds more send data than any
+    /// connection may always hold (`tcp_out_of_memory`: at close, and
+    /// whenever one of its timers fires, as `tcp_out_of_resources` checks
+    /// at the retransmission and probe timers: an orphan whose peer keeps
+    /// acknowledging drains on). Only orphans are reset for memory:
+    /// connections an application holds are cut short in what they may
+    /// queue, never reset.
+    fn check_orphan(&mut self, id: ConnId, just_orphaned: bool, now: RxSnapshot) {
+        let too_many = just_orphaned && self.stats.orphans > self.cfg.max_orphans as u64;
+        let oom = !too_many && now.sent > SEND_MEMORY_FLOOR && self.out_of_memory();
+        if !too_many && !oom {
+            return;
+        }
+        let Some(e) = self.table.get_mut(id) else { return };
+        e.conn.abort();
+        let after = RxSnapshot::of(&e.conn);
+        if too_many {
+            self.stats.orphans_reset += 1;
+        } else {
+            self.stats.orphans_reset_memory += 1;
+        }
+        self.account(now, after);
+        self.touch(id);
     }
 
     /// A connection leaves the table: what it held leaves the totals.
     fn unaccount(stats: &mut ShardStats, conn: &Connection) {
         stats.recv_buffered -= conn.recv_held() as u64;
         stats.ooo_buffered -= conn.ooo_queue() as u64;
+        stats.send_buffered -= conn.send_queue() as u64;
+        stats.orphans -= u64::from(conn.is_orphan());
     }
 
     /// The receive bytes held, summed over every connection: (all, out of
@@ -436,6 +566,13 @@ impl<A: App> Shard<A> {
         self.table.iter().fold((0, 0), |(h, o), (_, e)| (h + e.conn.recv_held() as u64, o + e.conn.ooo_queue() as u64))
     }
 
+    /// Send-buffer bytes and orphans, summed over every connection: what
+    /// `stats().send_buffered` and `orphans` track without a scan;
+    /// O(connections), for tests and audits.
+    pub fn recount_send(&self) -> (u64, u64) {
+        self.table.iter().fold((0, 0), |(b, o), (_, e)| (b + e.conn.send_queue() as u64, o + u64::from(e.conn.is_orphan())))
+    }
+
     /// Connections not finished yet: anything but TIME_WAIT and CLOSED.
     pub fn open_connections(&self) -> usize {
         self.table.iter().filter(|(_, e)| !matches!(e.conn.state(), State::TimeWait | State::Closed)).count()
@@ -443,7 +580,8 @@ impl<A: App> Shard<A> {
 
     /// Starts a shutdown: stops listening (new SYNs get a RST, as to a
     /// closed listening socket) and closes every connection gracefully (a
-    /// FIN, or a RST where received data was left unread).
+    /// FIN, or a RST where received data was left unread, or where the
+    /// close would exceed `max_orphans` or memory is out).
     pub fn close_all(&mut self) {
         self.listeners.clear();
         let ids: Vec<ConnId> = self.table.iter().map(|(id, _)| id).collect();
@@ -477,7 +615,8 @@ impl<A: App> Shard<A> {
     }
 
     /// Active open to `remote` from a free ephemeral port of one of our
-    /// addresses: the ports of the current address are used up before the
+    /// addresses, chosen as RFC 6056 §3.3.4 recommends (keyed per
+    /// destination): the ports of the current address are used up before the
     /// next address is taken. With the NIC's steering known
     /// (`StackConfig::rss`), only ports whose replies land on this shard's
     /// queue are taken; if none is free, any free port is (and its replies
@@ -503,38 +642,41 @@ impl<A: App> Shard<A> {
         Ok(id)
     }
 
-    /// Tries the ephemeral ports of every address once, in turn from where
-    /// the last open stopped; with `rss`, only those whose replies land on
-    /// this queue (checked before the table: two look-ups a port).
+    /// Tries the ephemeral ports of every address once, the current
+    /// address first, each in the order RFC 6056 §3.3.4 (algorithm 4,
+    /// "double-hash port selection") gives: from the destination's keyed
+    /// offset F, plus a counter from a table indexed by a second keyed hash
+    /// G, which every try moves on. So the ports towards one destination
+    /// reveal nothing of those towards another, and successive opens to one
+    /// destination continue where the last search stopped. With `rss`,
+    /// only ports whose replies land on this queue are taken (checked before
+    /// the table: two look-ups a port).
     fn open_any_port(&mut self, now: Instant, remote: SocketAddrV4, rss: Option<&RssSelector>) -> Result<ConnId, ConnectError> {
         let (lo, hi) = self.cfg.ephemeral_ports;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         let addresses = self.cfg.addresses.max(1);
-        // The reply hash's share fixed by the destination and our address.
-        let mut prefix = None;
-        for _ in 0..span * addresses {
-            let port = self.next_port;
+        for _ in 0..addresses {
             let addr = self.cfg.address(self.next_addr);
-            if port >= hi {
-                self.next_port = lo;
-                self.next_addr = (self.next_addr + 1) % addresses;
-            } else {
-                self.next_port = port + 1;
-            }
-            if let Some(rss) = rss {
-                let p = match prefix {
-                    Some((a, p)) if a == addr => p,
-                    _ => prefix.insert((addr, rss.reply_prefix(remote, addr))).1,
-                };
-                if !rss.lands_here(p, port) {
-                    continue;
+            let (offset, slot) = self.isn.port_hashes(addr, remote, PORT_TABLE);
+            // The reply hash's share fixed by the destination and our address.
+            let prefix = rss.map(|r| r.reply_prefix(remote, addr));
+            for _ in 0..span {
+                let k = self.port_table[slot];
+                self.port_table[slot] = k.wrapping_add(1);
+                let port = lo + (offset.wrapping_add(k) % span) as u16;
+                if let (Some(rss), Some(p)) = (rss, prefix) {
+                    if !rss.lands_here(p, port) {
+                        continue;
+                    }
+                }
+                match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
+                    Ok(id) => return Ok(id),
+                    Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
+                    Err(_) => {}
                 }
             }
-            match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
-                Ok(id) => return Ok(id),
-                Err(ConnectError::TableFull) => return Err(ConnectError::TableFull),
-                Err(_) => {}
-            }
+            // Every port of this address is taken towards `remote`: the next.
+            self.next_addr = (self.next_addr + 1) % addresses;
         }
         Err(ConnectError::NoPort)
     }
@@ -576,7 +718,9 @@ impl<A: App> Shard<A> {
     fn can_reuse_time_wait(&self, now: Instant, id: ConnId) -> bool {
         let Some(e) = self.table.get(id) else { return true };
         if e.conn.state() == State::Closed {
-            return true;
+            // Free unless the application is still owed its `on_closed`
+            // (the next `handle_timeout` gives it, and frees the tuple).
+            return !(e.announced || e.connecting);
         }
         if !self.cfg.tw_reuse || e.conn.state() != State::TimeWait || !e.conn.timestamps_enabled() {
             return false;
@@ -761,7 +905,9 @@ impl<A: App> Shard<A> {
             match e.conn.state() {
                 // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
                 State::TimeWait if e.conn.time_wait_accepts_syn(&seg) => self.drop_conn(id),
-                State::Closed => self.drop_conn(id),
+                // Not retired yet (that waits for `handle_timeout`): the
+                // application may still be owed its `on_closed`.
+                State::Closed => self.retire(id, app),
                 _ => {
                     self.deliver(now, id, &seg, app, lend(&mut tx));
                     return;
@@ -801,7 +947,11 @@ impl<A: App> Shard<A> {
                 if let Some(conn) = listener.on_cookie_ack(now, local, remote, seg) {
                     self.stats.passive_opens += 1;
                     let id = self.table.insert(new_entry(*conn, true));
-                    self.after_io(now, id, app, lend(&mut tx));
+                    // `on_accept` may send (or close): accounted as any call.
+                    if let Some(before) = self.begin_call(id) {
+                        self.after_io(now, id, app, lend(&mut tx));
+                        self.end_call(id, before);
+                    }
                     self.deliver(now, id, seg, app, tx);
                     return;
                 }
@@ -868,6 +1018,7 @@ impl<A: App> Shard<A> {
                         }
                     }
                     e.announced = true;
+                    e.connecting = false;
                     let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
                     let mut c = Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out);
                     if e.passive {
@@ -1013,11 +1164,17 @@ impl<A: App> Shard<A> {
             let Some(before) = self.begin_call(id) else { continue };
             let Some(e) = self.table.get_mut(id) else { continue };
             e.scheduled = UNSCHEDULED;
-            if e.conn.poll_timeout().is_some_and(|t| t <= now) {
+            let due = e.conn.poll_timeout().is_some_and(|t| t <= now);
+            if due {
                 e.conn.handle_timeout(now);
             }
             self.after_io(now, id, app, None);
             self.end_call(id, before);
+            // An orphan's timer: reset it if memory is out (see `check_orphan`).
+            if let Some(e) = self.table.get(id).filter(|e| due && e.conn.is_orphan()) {
+                let snapshot = RxSnapshot::of(&e.conn);
+                self.check_orphan(id, false, snapshot);
+            }
         }
         self.expired = expired;
 
@@ -1030,20 +1187,25 @@ impl<A: App> Shard<A> {
         }
 
         for id in std::mem::take(&mut self.closed) {
-            if let Some(e) = self.table.get(id) {
-                if e.conn.is_closed() {
-                    let reason = e.conn.close_reason();
-                    let e = self.table.remove(id).expect("present");
-                    Self::unaccount(&mut self.stats, &e.conn);
-                    if e.in_time_wait {
-                        self.time_wait -= 1;
-                    }
-                    self.stats.retire(e.conn.stats());
-                    if e.announced {
-                        app.on_closed(id, e.state, reason);
-                    }
-                }
+            if self.table.get(id).is_some_and(|e| e.conn.is_closed()) {
+                self.retire(id, app);
             }
+        }
+    }
+
+    /// Removes a CLOSED connection, calling `on_closed` if the application
+    /// is owed it: a connection it was told about, or an active open that
+    /// never connected (refused, timed out, aborted), whose id it has.
+    fn retire(&mut self, id: ConnId, app: &mut A) {
+        let Some(e) = self.table.remove(id) else { return };
+        let reason = e.conn.close_reason();
+        Self::unaccount(&mut self.stats, &e.conn);
+        if e.in_time_wait {
+            self.time_wait -= 1;
+        }
+        self.stats.retire(e.conn.stats());
+        if e.announced || e.connecting {
+            app.on_closed(id, e.state, reason);
         }
     }
 
@@ -1066,13 +1228,13 @@ impl<A: App> Shard<A> {
         }
         let room = (self.cfg.mtu + ETH).min(buf.len());
         // Sending changes no buffered totals, only the window advertised.
-        let budget = self.rx_budget();
+        let view = self.memory_view();
         while let Some(&id) = self.dirty.last() {
             let Some(e) = self.table.get_mut(id) else {
                 self.dirty.pop();
                 continue;
             };
-            e.conn.set_rx_budget(budget);
+            e.conn.set_rx_budget(view.budget(&e.conn));
             let clamped = e.conn.stats().window_clamped;
             let sent = e.conn.poll_transmit(now, &mut buf[HEADROOM..room]);
             self.stats.window_clamped += u64::from(e.conn.stats().window_clamped.wrapping_sub(clamped));
@@ -1178,5 +1340,5 @@ fn lend<'b>(tx: &'b mut Option<&mut dyn TxFrames>) -> Option<&'b mut dyn TxFrame
 }
 
 fn new_entry<S: Default>(conn: Connection, passive: bool) -> Entry<S> {
-    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, tw_skipped: false, passive }
+    Entry { conn, state: S::default(), scheduled: UNSCHEDULED, dirty: false, half_open: false, announced: false, in_time_wait: false, tw_skipped: false, passive, connecting: !passive }
 }

@@ -41,6 +41,9 @@ pub struct Entry<S> {
     pub tw_skipped: bool,
     /// Opened by a peer (on_accept) rather than by us (on_connected).
     pub passive: bool,
+    /// An active open not connected yet: the application knows its id
+    /// (from `connect`), so it gets `on_closed` if the attempt fails.
+    pub connecting: bool,
 }
 
 pub struct ConnTable<S> {

@@ -51,6 +51,18 @@ impl IsnGenerator {
     pub fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
         hash_tuple(&self.key, 1, local, remote) as u32
     }
+
+    /// RFC 6056 §3.3.4 (algorithm 4, double-hash port selection): F, a
+    /// destination's keyed offset into the ephemeral range, from our
+    /// address and the remote address and port; and G, which of
+    /// `table_len` counters moves that destination's search on. Distinct
+    /// domains of one key, so neither predicts the other.
+    pub fn port_hashes(&self, local: std::net::Ipv4Addr, remote: SocketAddrV4, table_len: usize) -> (u32, usize) {
+        let local = SocketAddrV4::new(local, 0);
+        let f = hash_tuple(&self.key, 2, local, remote) as u32;
+        let g = hash_tuple(&self.key, 3, local, remote) as usize % table_len.max(1);
+        (f, g)
+    }
 }
 
 #[cfg(test)]

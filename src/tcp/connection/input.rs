@@ -80,8 +80,17 @@ impl Connection {
     /// RFC 9293 §3.10.7.3: SYN-SENT.
     fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
-        // First: the ACK must cover our SYN and nothing we never sent.
+        // First: the ACK must cover our SYN and nothing we never sent. If
+        // not, RFC 9293 §3.10.7.3: send <SEQ=SEG.ACK><CTL=RST> (unless the
+        // segment is itself a RST) and drop the segment. This is what clears
+        // a half-open connection a peer still holds on this 4-tuple (e.g. we
+        // restarted): its RFC 5961 challenge ACK draws our RST, and our next
+        // SYN finds no connection.
         if flags.ack() && (seg.ack <= self.iss || seg.ack > self.snd_max) {
+            if !flags.rst() {
+                self.rst_seq = seg.ack;
+                self.flags |= F_RST_REPLY;
+            }
             return;
         }
         // Second: a RST is only believed with an acceptable ACK.
@@ -315,19 +324,23 @@ impl Connection {
         let mut payload = seg.payload;
         if !payload.is_empty() {
             if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
-                if self.flags & F_APP_CLOSED != 0 {
-                    // The application closed: nobody will read this. Reset, as
-                    // Linux does for data to an orphaned socket.
-                    self.flags |= F_SEND_RST;
-                    self.enter_closed(CloseReason::Aborted);
-                    return &[];
-                }
-                // Trim what we already have (RFC 9293 §3.10.7.4: duplicates trimmed).
+                // Trim what we already have (RFC 9293 §3.10.7.4: duplicates
+                // trimmed), before the check below: a retransmission of
+                // bytes already received (say with the FIN after them) is
+                // no new data.
                 if seq < self.rcv_nxt {
                     let dup = (self.rcv_nxt - seq).min(payload.len());
                     self.report_duplicate(seq, seq + dup);
                     payload = &payload[dup..];
                     seq += dup;
+                }
+                if self.flags & F_APP_CLOSED != 0 && !payload.is_empty() {
+                    // The application closed: nobody will read this new
+                    // data. Reset, as Linux does for data to an orphaned
+                    // socket (only when it lies beyond RCV.NXT).
+                    self.flags |= F_SEND_RST;
+                    self.enter_closed(CloseReason::Aborted);
+                    return &[];
                 }
                 // Trim what lies beyond the window.
                 let room = (self.rcv_nxt + wnd) - seq;

@@ -198,6 +198,7 @@ const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmissio
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
 const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
 const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
+const F_RST_REPLY: u32 = 1 << 22; // a bare RST at `rst_seq` answers an unacceptable ACK in SYN-SENT (RFC 9293 §3.10.7.3)
 const F_OOW_ACKED: u32 = 1 << 28; // last_oow_ack holds when an invalid segment was last answered
 const F_DATA_SENT: u32 = 1 << 29; // last_send holds when a data segment last left
 
@@ -242,24 +243,38 @@ pub struct ConnStats {
     pub invalid_acks_limited: u32,
 }
 
-/// What a connection's receive side may still use, set by the shard before
-/// each call from its shard-wide totals ([`Connection::set_rx_budget`]).
-/// The default is unlimited: a connection on its own is bounded only by its
-/// receive buffer.
+/// What a connection may still use of its shard's memory, set by the shard
+/// before each call from its shard-wide totals
+/// ([`Connection::set_rx_budget`]). The default is unlimited: a connection
+/// on its own is bounded only by its buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxBudget {
     /// Out-of-order bytes this connection may add to what it holds.
     pub reassembly: usize,
-    /// Bytes, in order or not, this connection may add to what it holds.
+    /// Received bytes, in order or not, this connection may add to what it
+    /// holds.
     pub memory: usize,
+    /// Bytes this connection may add to its send buffer (a shard counts
+    /// send and receive memory together, as Linux's `tcp_mem` does); it
+    /// may always fill it to [`SEND_MEMORY_FLOOR`] whatever this says.
+    /// What the connection stores either way comes off both `memory` and
+    /// `send`.
+    pub send: usize,
     /// The largest window to advertise, from RCV.NXT. A window already
     /// advertised beyond it is kept (its right edge never moves left), it
     /// just does not grow.
     pub window: usize,
 }
 
+/// What a connection may always hold in its send buffer, whatever the
+/// shard's memory budget: Linux's `tcp_wmem[0]` (4 KiB). It keeps every
+/// connection able to send, and so to be ACKed and told `Writable`, when
+/// memory is exhausted.
+pub const SEND_MEMORY_FLOOR: usize = 4096;
+
 impl RxBudget {
-    pub const UNLIMITED: RxBudget = RxBudget { reassembly: usize::MAX, memory: usize::MAX, window: usize::MAX };
+    /// No limit.
+    pub const UNLIMITED: RxBudget = RxBudget { reassembly: usize::MAX, memory: usize::MAX, window: usize::MAX, send: usize::MAX };
 }
 
 impl Default for RxBudget {
@@ -342,6 +357,8 @@ pub struct Connection {
     snd_wl2: SeqNumber,
     recover: SeqNumber,
     rtt_seq: SeqNumber,
+    /// SEG.ACK of the unacceptable ACK that SYN-SENT answers with a RST.
+    rst_seq: SeqNumber,
     /// Our clock, in ms, when this recovery's first retransmission left
     /// (RFC 3522's RetransmitTS): an ACK echoing an earlier TSval at its
     /// end shows every retransmission was needless.
@@ -394,6 +411,7 @@ pub struct Connection {
     budget_reassembly: u32,
     budget_memory: u32,
     budget_window: u32,
+    budget_send: u32,
     /// The out-of-order ranges most recently reported first, for the SACK
     /// blocks of our ACKs (RFC 2018 §4).
     recent_sacks: RecentSacks,
@@ -436,6 +454,7 @@ impl Connection {
             snd_wl2: iss,
             recover: iss,
             rtt_seq: iss,
+            rst_seq: iss,
             undo_stamp: 0,
             tx_seq: iss + 1,
             snd_wnd: 0,
@@ -462,6 +481,7 @@ impl Connection {
             budget_reassembly: u32::MAX,
             budget_memory: u32::MAX,
             budget_window: u32::MAX,
+            budget_send: u32::MAX,
             recent_sacks: RecentSacks::EMPTY,
             sacks: Scoreboard::new(),
             rack: Rack::new(iss),
@@ -617,9 +637,17 @@ impl Connection {
     pub fn recv_window(&self) -> usize {
         self.rcv_adv - self.rcv_nxt
     }
-    /// Free space in the send buffer.
+    /// Free space in the send buffer, as far as the shard's memory budget
+    /// allows (see [`RxBudget::send`]).
     pub fn send_capacity(&self) -> usize {
-        if self.can_send() { self.tx.free() } else { 0 }
+        if self.can_send() { self.send_room() } else { 0 }
+    }
+
+    /// What a send may queue now: the send buffer's free space, within the
+    /// send budget, but always up to [`SEND_MEMORY_FLOOR`] held.
+    pub(super) fn send_room(&self) -> usize {
+        let floor = SEND_MEMORY_FLOOR.saturating_sub(self.tx.len());
+        (self.budget_send as usize).max(floor).min(self.tx.free())
     }
     pub fn cwnd(&self) -> usize {
         self.cc.window()
@@ -678,6 +706,12 @@ impl Connection {
     pub fn iss(&self) -> SeqNumber {
         self.iss
     }
+    /// An orphan (Linux's term): the application closed the connection,
+    /// which is still finishing (FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
+    /// or SYN-RECEIVED with its FIN queued); TIME_WAIT and CLOSED are not.
+    pub fn is_orphan(&self) -> bool {
+        self.flags & F_APP_CLOSED != 0 && !matches!(self.state, State::Closed | State::TimeWait)
+    }
     /// RFC 7323 TS.Recent, used by RFC 6191 TIME_WAIT reuse.
     pub fn ts_recent(&self) -> Option<u32> {
         (self.flags & F_TS_OK != 0).then_some(self.ts_recent)
@@ -697,7 +731,9 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::InvalidState);
         }
-        let n = self.tx.push(data);
+        let room = self.send_room();
+        let n = self.tx.push(&data[..data.len().min(room)]);
+        self.spend_budget(n, false);
         if n < data.len() {
             self.flags |= F_WANT_WRITABLE;
         }
@@ -715,10 +751,13 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::InvalidState);
         }
-        if self.tx.free() < max_len {
+        let room = self.send_room();
+        if room < max_len {
             self.flags |= F_WANT_WRITABLE;
         }
-        Ok(self.tx.push_with(max_len, f))
+        let n = self.tx.push_with(max_len.min(room), f);
+        self.spend_budget(n, false);
+        Ok(n)
     }
 
     /// Received bytes in order, as up to two slices (the buffer wraps).
@@ -824,14 +863,19 @@ impl Connection {
         self.budget_reassembly = narrow(budget.reassembly);
         self.budget_memory = narrow(budget.memory);
         self.budget_window = narrow(budget.window);
+        self.budget_send = narrow(budget.send);
     }
 
-    /// Takes `n` newly held bytes off the memory budget (and off the
-    /// reassembly budget when they are out of order).
+    /// Takes `n` newly held bytes (received, or queued to send) off the
+    /// memory and send budgets (and off the reassembly budget when they are
+    /// out of order).
     fn spend_budget(&mut self, n: usize, out_of_order: bool) {
         let n = n.min(u32::MAX as usize) as u32;
         if self.budget_memory != u32::MAX {
             self.budget_memory = self.budget_memory.saturating_sub(n);
+        }
+        if self.budget_send != u32::MAX {
+            self.budget_send = self.budget_send.saturating_sub(n);
         }
         if out_of_order && self.budget_reassembly != u32::MAX {
             self.budget_reassembly = self.budget_reassembly.saturating_sub(n);
@@ -960,8 +1004,9 @@ mod size_tests {
         let size = core::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
         // 648 with RACK-TLP's state and the shard's receive budget; then
-        // the user timeout's progress stamp, the persist backoff, and the
-        // idle and invalid-ACK clocks.
-        assert!(size <= 680, "Connection grew to {size} bytes");
+        // the user timeout's progress stamp, the persist backoff, the
+        // idle and invalid-ACK clocks, the send budget and the SYN-SENT
+        // reset's sequence number.
+        assert!(size <= 688, "Connection grew to {size} bytes");
     }
 }

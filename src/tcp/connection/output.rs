@@ -34,6 +34,15 @@ impl Connection {
             let seq = self.snd_max;
             return Some(self.emit(now, buf, seq, 0, TcpFlags::RST | TcpFlags::ACK, false));
         }
+        if self.flags & F_RST_REPLY != 0 {
+            // RFC 9293 §3.10.7.3: <SEQ=SEG.ACK><CTL=RST>, no ACK; the
+            // connection stays in SYN-SENT.
+            self.flags &= !F_RST_REPLY;
+            if self.state == State::SynSent {
+                let seq = self.rst_seq;
+                return Some(self.emit(now, buf, seq, 0, TcpFlags::RST, false));
+            }
+        }
         let plan = match self.state {
             State::Closed | State::Listen => return None,
             State::SynSent => self.plan_syn(TcpFlags::SYN),
@@ -88,7 +97,7 @@ impl Connection {
         {
             return None;
         }
-        let want = max_len.min(usize::from(self.smss)).min(self.tx.free());
+        let want = max_len.min(usize::from(self.smss)).min(self.send_room());
         if want == 0 {
             return None;
         }
@@ -141,6 +150,7 @@ impl Connection {
         // The one copy: the send buffer keeps the bytes for retransmission.
         let kept = self.tx.push(&buf[header_len..header_len + n]);
         debug_assert_eq!(kept, n, "direct_limits checked the send buffer's room");
+        self.spend_budget(kept, false);
         if cwnd_room <= n {
             self.flags |= F_CWND_LIMITED;
         }
