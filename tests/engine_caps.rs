@@ -208,3 +208,27 @@ fn sends_are_cut_to_the_send_budget_but_never_below_the_floor() {
     assert_eq!(r.conn.recv_queue(), 3_000);
     assert_eq!(r.conn.send_capacity(), SEND_MEMORY_FLOOR, "5000 - 3000 left, below the floor");
 }
+
+#[test]
+fn in_order_data_displaces_out_of_order_data_when_memory_runs_out() {
+    // Linux's tcp_prune_ofo_queue: when receive memory runs out, data
+    // held out of order (highest first) gives way to the in-order data the
+    // application is waiting for; the receiver reneges on its SACKs
+    // (RFC 2018 §8), and the sender resends what it forgot.
+    let mut s = Script::established(Script::config());
+    s.inject(Seg::ack(P1 + 1000, ISS1).data(&bytes(500, 1)));
+    s.inject(Seg::ack(P1 + 2000, ISS1).data(&bytes(500, 2)));
+    s.drain();
+    assert_eq!(s.conn.ooo_queue(), 1000);
+    // The shard has 200 bytes left: the 700 in-order bytes need 500 more.
+    s.conn.set_rx_budget(RxBudget { memory: 200, ..RxBudget::UNLIMITED });
+    s.inject(Seg::ack(P1, ISS1).data(&bytes(700, 3)));
+    assert_eq!(s.conn.rcv_nxt(), SeqNumber(P1 + 700), "the in-order data was taken");
+    assert_eq!(s.conn.stats().mem_dropped, 0);
+    assert_eq!(s.conn.stats().ooo_pruned, 1);
+    assert_eq!(s.conn.ooo_queue(), 500, "only the highest range went");
+    let ack = s.drain().pop().expect("an ACK");
+    assert_eq!(ack.ack, P1 + 700);
+    assert_eq!(sack_of(&ack), vec![(P1 + 1000, P1 + 1500)]);
+    assert_eq!(s.read_all(), bytes(700, 3));
+}

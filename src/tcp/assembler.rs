@@ -98,6 +98,24 @@ impl Assembler {
         Ok(())
     }
 
+    /// Forgets whole ranges from the highest down, none starting below
+    /// `keep`, until at least `need` bytes are freed or none is left to
+    /// forget. Returns the bytes freed.
+    pub fn prune_back(&mut self, keep: usize, need: usize) -> usize {
+        let mut freed = 0;
+        while freed < need {
+            match self.ranges.last() {
+                Some(&(o, l)) if o >= keep => {
+                    self.ranges.pop();
+                    self.bytes -= l;
+                    freed += l;
+                }
+                _ => break,
+            }
+        }
+        freed
+    }
+
     /// RCV.NXT moved `n` bytes that no range covers or touches: every
     /// offset moves down by `n`.
     pub fn shift_down(&mut self, n: usize) {

@@ -653,7 +653,7 @@ impl Connection {
             return &[];
         }
 
-        let filled_gap = !self.ooo.is_empty();
+        let mut filled_gap = !self.ooo.is_empty();
         if self.rx.is_empty() && !filled_gap {
             // Zero-copy: the application reads straight from the frame.
             self.rcv_nxt += payload.len();
@@ -666,7 +666,22 @@ impl Connection {
         // within the shard's receive memory: at its limit the rest is not
         // stored (nor acknowledged) and comes again.
         let mut payload = payload;
-        let fresh = if filled_gap { self.ooo.uncovered(0, payload.len()) } else { payload.len() };
+        let mut fresh = if filled_gap { self.ooo.uncovered(0, payload.len()) } else { payload.len() };
+        if fresh > self.budget_memory as usize && filled_gap {
+            // Out-of-order data gives way first, highest ranges first
+            // (Linux's tcp_prune_ofo_queue): the application waits for these
+            // bytes, not for those. A renege the sender recovers from
+            // (RFC 2018 §8); the shard sees the memory come back.
+            let freed = self.ooo.prune_back(payload.len(), fresh - self.budget_memory as usize);
+            if freed > 0 {
+                self.stats.ooo_pruned = self.stats.ooo_pruned.wrapping_add(1);
+                let freed = freed.min(u32::MAX as usize) as u32;
+                self.budget_memory = self.budget_memory.saturating_add(freed);
+                self.budget_reassembly = self.budget_reassembly.saturating_add(freed);
+                filled_gap = !self.ooo.is_empty();
+                fresh = if filled_gap { self.ooo.uncovered(0, payload.len()) } else { payload.len() };
+            }
+        }
         if fresh > self.budget_memory as usize {
             payload = &payload[..self.budget_memory as usize];
             self.stats.mem_dropped = self.stats.mem_dropped.wrapping_add(1);
