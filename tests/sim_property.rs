@@ -1,6 +1,38 @@
-//! Randomized: random application calls on both ends under random faults.
-//! The engine never panics, never delivers corrupted, reordered or duplicated
-//! bytes, and every connection ends CLOSED once both ends have closed.
+//! Randomized property tests of two xdptcp hosts on the simulated network.
+//!
+//! 1. `random_calls_under_random_faults` (proptest): random application
+//!    calls on both ends under random faults. The engine never panics, never
+//!    delivers corrupted, reordered or duplicated bytes, and every connection
+//!    ends CLOSED once both ends have closed.
+//!
+//! 2. Seeded scenarios (`seeded_scenarios`, `long_seeded_run`,
+//!    `awaiting_fixes`): each seed draws a whole scenario. Both ends' configs
+//!    independently (receive buffers from a few hundred bytes to 1 GiB, so
+//!    window scales 0–14 on each side; send buffers; MSS; SACK, timestamps,
+//!    Nagle, congestion control), a link per direction (loss, reordering,
+//!    duplication, corruption, bandwidth and queue, and loss of pure ACKs and
+//!    window updates only), and an application per end: how much it writes
+//!    and how (chunk size, pacing, `send` or `send_with`), how it reads (at
+//!    once, or rate-limited in bursts down to a byte, with stalls of up to
+//!    40 s during which windows fill and close), and how it ends (half-close
+//!    and read to EOF, close right after queueing its last data — with the
+//!    data still unsent — or abort).
+//!
+//!    Checked: every byte read is the right byte (in order, intact, once);
+//!    nothing is read that was not written; and liveness: within a bounded
+//!    virtual time every connection reaches CLOSED with a stated reason. A
+//!    connection still open at the bound, or with nothing left to happen, is
+//!    a failure. In a "clean" scenario (nobody aborts, and nobody closes
+//!    while its peer still sends) every byte must be delivered both ways and
+//!    both ends must close normally; elsewhere, two normal closes must still
+//!    mean every byte was delivered.
+//!
+//!    Replay one seed with `PROP_SEED=<seed> cargo test --no-default-features
+//!    --test sim_property -- --ignored replay --nocapture`; it prints the
+//!    scenario and a trace of both connections. A long run:
+//!    `PROP_CASES=20000 cargo test --release --no-default-features --test
+//!    sim_property -- --ignored long_seeded_run --nocapture` (`PROP_START`
+//!    moves the first seed).
 
 mod common;
 
@@ -8,8 +40,11 @@ use common::*;
 use proptest::prelude::*;
 use xdptcp::sim::link::LinkConfig;
 use xdptcp::sim::net::{ConnId, Network};
-use xdptcp::tcp::{CloseReason, Config, Shutdown, State};
-use xdptcp::time::Duration;
+use xdptcp::sim::Rng;
+use xdptcp::tcp::{Algorithm, CloseReason, Config, Event, Keepalive, Shutdown, State, Timer};
+use xdptcp::time::{Duration, Instant};
+
+// ---- 1. random calls (proptest) ------------------------------------------
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -140,4 +175,708 @@ proptest! {
         link.corrupt = corrupt;
         run(seed, link, ops)?;
     }
+}
+
+// ---- 2. seeded scenarios ----------------------------------------------------
+
+/// How an application ends its side of the connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    /// Half-close once everything is queued, read to EOF, then close.
+    Shutdown,
+    /// `close()` as soon as the last byte is queued, most of it unsent; no
+    /// reads after that (data arriving later resets the connection).
+    CloseAfterWrite,
+    /// `abort()` this long after the start, whatever is going on.
+    AbortAt(Duration),
+}
+
+/// One end's application.
+#[derive(Debug, Clone)]
+struct AppPlan {
+    /// Bytes to write in all.
+    total: u64,
+    /// Bytes per write call.
+    chunk: usize,
+    /// Pause after each chunk that went in whole (zero: write as fast as
+    /// the send buffer takes it).
+    write_gap: Duration,
+    /// Writing starts this long after the start.
+    start_delay: Duration,
+    /// `send_with` (written in place, straight into a frame when it can go
+    /// at once) instead of `send`.
+    send_with: bool,
+    ending: Ending,
+    /// Bytes per second the reader takes at most; `None` reads at once.
+    read_rate: Option<u64>,
+    /// At most this much per read call (and the rate limiter's burst).
+    read_burst: usize,
+    /// (start, length) from the start: the reader takes nothing meanwhile.
+    /// Stalls may overlap.
+    stalls: Vec<(Duration, Duration)>,
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    seed: u64,
+    /// Host 0 (the client) and host 1 (the server).
+    configs: [Config; 2],
+    /// Link 0→1 and link 1→0.
+    links: [LinkConfig; 2],
+    apps: [AppPlan; 2],
+    /// Nobody aborts and nobody closes while its peer still writes: every
+    /// byte must arrive and both ends must close normally.
+    clean: bool,
+}
+
+/// Log-uniform in [lo, hi].
+fn log_uniform(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
+    let (l, h) = ((lo.max(1)) as f64, (hi.max(lo).max(1)) as f64);
+    let v = (l.ln() + rng.next_f64() * (h.ln() - l.ln())).exp();
+    (v as u64).clamp(lo, hi)
+}
+
+fn chance(rng: &mut Rng, p: f64) -> bool {
+    rng.gen_bool(p)
+}
+
+fn millis(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_micros(log_uniform(rng, lo * 1000, hi * 1000))
+}
+
+/// A receive buffer: a small one (a few hundred bytes to 16 KiB, no
+/// scaling needed) or one whose window scale is uniform in 0–14.
+fn recv_buffer(rng: &mut Rng) -> usize {
+    if chance(rng, 0.4) {
+        return log_uniform(rng, 200, 16 * 1024) as usize;
+    }
+    let shift = rng.gen_range(0..15) as u32;
+    let (lo, hi) = if shift == 0 { (16 * 1024, 65_535u64) } else { ((65_535u64 << (shift - 1)) + 1, 65_535u64 << shift) };
+    rng.gen_range(lo..hi + 1) as usize
+}
+
+fn host_config(rng: &mut Rng, keepalive: bool) -> Config {
+    let mss = match rng.gen_range(0..10) {
+        0..=6 => 1460,
+        7 => 536,
+        _ => rng.gen_range(200..1461) as u16,
+    };
+    Config {
+        mss,
+        recv_buffer: recv_buffer(rng),
+        send_buffer: if chance(rng, 0.3) { 4 << 20 } else { log_uniform(rng, 256, 4 << 20) as usize },
+        window_scaling: chance(rng, 0.9),
+        timestamps: chance(rng, 0.8),
+        sack: chance(rng, 0.8),
+        nagle: chance(rng, 0.2),
+        congestion: if chance(rng, 0.5) { Algorithm::Cubic } else { Algorithm::NewReno },
+        rack_tlp: chance(rng, 0.7),
+        // Linux's tcp_retries2: a legitimate give-up under these faults
+        // would take a run of 16 lost retransmissions (or their ACKs).
+        max_retries: 15,
+        // Longer than any reader's stalls, so that a slow reader's peer is
+        // not closed from FIN_WAIT_2 under it.
+        fin_timeout: Duration::from_secs(1200),
+        // With an abort in the scenario, the peer may wait for a FIN that
+        // never comes if the RST is lost: keepalive finds it out.
+        keepalive: keepalive.then_some(Keepalive { time: Duration::from_secs(20), interval: Duration::from_secs(5), probes: 5 }),
+        ..Config::default()
+    }
+}
+
+fn link_config(rng: &mut Rng) -> LinkConfig {
+    let latency = Duration::from_micros(log_uniform(rng, 50, 40_000));
+    let mut link = if chance(rng, 0.2) {
+        LinkConfig::netem(latency, latency / 4)
+    } else {
+        let mut l = LinkConfig::ideal(latency);
+        if chance(rng, 0.3) {
+            l.jitter = latency / 2;
+        }
+        l
+    };
+    if chance(rng, 0.6) {
+        let bps = log_uniform(rng, 1_000_000, 1_000_000_000);
+        let queue = if chance(rng, 0.5) { log_uniform(rng, 16 * 1024, 1 << 20) as usize } else { usize::MAX };
+        link = link.with_bandwidth(bps, queue);
+    }
+    if chance(rng, 0.7) {
+        link.loss = rng.next_f64() * 0.1;
+    }
+    if chance(rng, 0.5) {
+        let delay = latency * rng.gen_range(1..4) as u32;
+        link = link.with_reorder(rng.next_f64() * 0.1, delay);
+    }
+    if chance(rng, 0.3) {
+        link.duplicate = rng.next_f64() * 0.05;
+    }
+    if chance(rng, 0.2) {
+        link.corrupt = rng.next_f64() * 0.02;
+    }
+    link.ack_loss = match rng.gen_range(0..10) {
+        0..=3 => 0.0,
+        4..=6 => rng.next_f64() * 0.3,
+        _ => 0.3 + rng.next_f64() * 0.3,
+    };
+    link
+}
+
+fn app_plan(rng: &mut Rng) -> AppPlan {
+    let total = if chance(rng, 0.2) { 0 } else { log_uniform(rng, 1, 300_000) };
+    let mut chunk = log_uniform(rng, 1, 64 * 1024) as usize;
+    let write_gap = if chance(rng, 0.6) { Duration::ZERO } else { millis(rng, 1, 2000) };
+    // Keep the writing within about two minutes.
+    if !write_gap.is_zero() {
+        let chunks_allowed = (Duration::from_secs(120).as_micros() / write_gap.as_micros()).max(1) as u64;
+        chunk = chunk.max(total.div_ceil(chunks_allowed) as usize);
+    }
+    let start_delay = if chance(rng, 0.5) { Duration::ZERO } else { millis(rng, 1, 5000) };
+    let send_with = chance(rng, 0.3);
+    let ending = if chance(rng, 0.25) { Ending::CloseAfterWrite } else { Ending::Shutdown };
+    let read_burst = match rng.gen_range(0..10) {
+        0..=2 => log_uniform(rng, 1, 64),
+        3..=6 => log_uniform(rng, 64, 4096),
+        _ => log_uniform(rng, 4096, 1 << 20),
+    } as usize;
+    let read_rate = if chance(rng, 0.4) { None } else { Some(log_uniform(rng, 2_000, 50_000_000)) };
+    let stalls = (0..rng.gen_range(0..5))
+        .map(|_| (Duration::from_micros(rng.gen_range(0..30_000_000)), millis(rng, 10, 40_000)))
+        .collect();
+    AppPlan { total, chunk, write_gap, start_delay, send_with, ending, read_rate, read_burst, stalls }
+}
+
+impl Scenario {
+    fn from_seed(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed);
+        let abort = chance(&mut rng, 0.15);
+        let configs = [host_config(&mut rng, abort), host_config(&mut rng, abort)];
+        let links = [link_config(&mut rng), link_config(&mut rng)];
+        let mut apps = [app_plan(&mut rng), app_plan(&mut rng)];
+        for side in 0..2 {
+            // A reader must take in what its peer writes within about two
+            // minutes at its rate.
+            if let Some(rate) = apps[side].read_rate.as_mut() {
+                *rate = (*rate).max(apps[1 - side].total / 120).max(1);
+            }
+            // Mostly, a side that closes right after writing has a peer that
+            // writes nothing: one direction, closed with data unsent.
+            if apps[side].ending == Ending::CloseAfterWrite && chance(&mut rng, 0.7) {
+                apps[1 - side].total = 0;
+            }
+        }
+        if abort {
+            let side = rng.gen_range(0..2) as usize;
+            apps[side].ending = Ending::AbortAt(Duration::from_micros(rng.gen_range(0..60_000_000)));
+        }
+        let clean = (0..2).all(|s| match apps[s].ending {
+            Ending::Shutdown => true,
+            Ending::CloseAfterWrite => apps[1 - s].total == 0,
+            Ending::AbortAt(_) => false,
+        });
+        Scenario { seed, configs, links, apps, clean }
+    }
+}
+
+/// A running application at one end.
+struct App {
+    plan: AppPlan,
+    id: ConnId,
+    /// Its stream's pattern seed, and its peer's.
+    seed: u64,
+    peer_seed: u64,
+    written: u64,
+    read: u64,
+    next_write: Instant,
+    /// shutdown(), close() or abort() was called for the ending.
+    ended: bool,
+    /// close() or abort() was called: no more reads.
+    closed: bool,
+    peer_closed: bool,
+    reason: Option<CloseReason>,
+    /// The rate limiter: bytes the reader may take now, as of `refilled`.
+    tokens: f64,
+    refilled: Instant,
+    /// The pattern check failed: (offset, got, expected).
+    corrupt: Option<(u64, u8, u8)>,
+}
+
+impl App {
+    fn new(plan: AppPlan, id: ConnId, seed: u64, peer_seed: u64, start: Instant) -> App {
+        let next_write = start + plan.start_delay;
+        let tokens = plan.read_burst as f64;
+        App { plan, id, seed, peer_seed, written: 0, read: 0, next_write, ended: false, closed: false, peer_closed: false, reason: None, tokens, refilled: start, corrupt: None }
+    }
+
+    fn stalled_until(&self, start: Instant, now: Instant) -> Option<Instant> {
+        self.plan.stalls.iter().map(|&(at, len)| (start + at, start + at + len)).filter(|&(from, to)| from <= now && now < to).map(|(_, to)| to).max()
+    }
+
+    /// Reads what the plan allows now.
+    fn read(&mut self, net: &mut Network, start: Instant) {
+        if self.closed || self.corrupt.is_some() || self.stalled_until(start, net.now()).is_some() {
+            return;
+        }
+        let now = net.now();
+        let burst = self.plan.read_burst.max(1);
+        if let Some(rate) = self.plan.read_rate {
+            let dt = now.saturating_duration_since(self.refilled).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate as f64).min(burst as f64);
+        }
+        self.refilled = now;
+        loop {
+            let conn = net.conn_mut(self.id);
+            let (a, b) = conn.recv_slices();
+            let avail = a.len() + b.len();
+            let allowed = if self.plan.read_rate.is_some() { self.tokens as usize } else { usize::MAX };
+            let n = avail.min(burst).min(allowed);
+            if n == 0 {
+                return;
+            }
+            for (k, &byte) in a.iter().chain(b.iter()).take(n).enumerate() {
+                let at = self.read + k as u64;
+                let want = pattern(self.peer_seed, at);
+                if byte != want {
+                    self.corrupt = Some((at, byte, want));
+                    return;
+                }
+            }
+            conn.consume(n);
+            self.read += n as u64;
+            if self.plan.read_rate.is_some() {
+                self.tokens -= n as f64;
+            }
+        }
+    }
+
+    /// Writes what the plan allows now, and ends when it says.
+    fn write(&mut self, net: &mut Network, start: Instant, buf: &mut [u8]) {
+        let now = net.now();
+        if let Ending::AbortAt(at) = self.plan.ending {
+            if !self.ended && now >= start + at {
+                self.ended = true;
+                self.closed = true;
+                net.conn_mut(self.id).abort();
+                return;
+            }
+        }
+        if self.ended {
+            return;
+        }
+        while self.written < self.plan.total && now >= self.next_write {
+            let n = ((self.plan.total - self.written) as usize).min(self.plan.chunk).min(buf.len());
+            let w = if self.plan.send_with {
+                let (seed, at) = (self.seed, self.written);
+                net.send_with(self.id, n, |b| {
+                    fill(seed, at, b);
+                    b.len()
+                })
+                .map(|(w, _)| w)
+            } else {
+                fill(self.seed, self.written, &mut buf[..n]);
+                net.conn_mut(self.id).send(&buf[..n])
+            };
+            let Ok(w) = w else { return };
+            self.written += w as u64;
+            if w < n {
+                return; // the send buffer is full: again after the next step
+            }
+            if !self.plan.write_gap.is_zero() {
+                self.next_write = now + self.plan.write_gap;
+            }
+        }
+        if self.written == self.plan.total && now >= self.next_write {
+            match self.plan.ending {
+                Ending::Shutdown => {
+                    self.ended = true;
+                    net.conn_mut(self.id).shutdown(Shutdown::Write);
+                }
+                Ending::CloseAfterWrite => {
+                    self.ended = true;
+                    self.closed = true;
+                    net.conn_mut(self.id).close();
+                }
+                Ending::AbortAt(_) => {}
+            }
+        }
+    }
+
+    /// Events, and the close that follows EOF after a half-close.
+    fn events(&mut self, net: &mut Network) {
+        while let Some(ev) = net.conn_mut(self.id).poll_event() {
+            match ev {
+                Event::PeerClosed => self.peer_closed = true,
+                Event::Closed(reason) => self.reason = Some(reason),
+                _ => {}
+            }
+        }
+        let conn = net.conn(self.id);
+        if self.ended && !self.closed && self.plan.ending == Ending::Shutdown && (self.peer_closed || conn.state() == State::Closed) && conn.recv_queue() == 0 {
+            self.closed = true;
+            net.conn_mut(self.id).close();
+        }
+    }
+
+    /// When this application next wants to act, if not at the next event.
+    fn next_wake(&self, net: &Network, start: Instant) -> Option<Instant> {
+        let now = net.now();
+        let mut wake: Option<Instant> = None;
+        let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if let Ending::AbortAt(t) = self.plan.ending {
+            if !self.ended {
+                at(start + t);
+            }
+        }
+        if !self.ended && self.next_write > now {
+            at(self.next_write);
+        }
+        if !self.closed && self.corrupt.is_none() {
+            let conn = net.conn(self.id);
+            let avail = conn.recv_queue();
+            // Stalls still to come matter only once they start.
+            for &(from, _) in &self.plan.stalls {
+                if start + from > now {
+                    at(start + from);
+                }
+            }
+            if avail > 0 {
+                if let Some(end) = self.stalled_until(start, now) {
+                    at(end);
+                } else if let Some(rate) = self.plan.read_rate {
+                    let want = avail.min(self.plan.read_burst.max(1)) as f64;
+                    let need = (want - self.tokens).max(1.0);
+                    at(now + Duration::from_secs_f64(need / rate as f64).max(Duration::from_micros(1)));
+                }
+            }
+        }
+        wake
+    }
+}
+
+/// Virtual time within which every connection must have closed: the
+/// applications' plans take a few minutes at most, TIME_WAIT one more, and
+/// a connection timing out legitimately (15 backed-off retransmissions) the
+/// rest.
+const BOUND: Duration = Duration::from_secs(45 * 60);
+
+/// What one scenario did.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Why it failed, if it did.
+    failure: Option<String>,
+    /// A one-line guess at the cause, for grouping failures.
+    symptom: String,
+    delivered: u64,
+    acks_lost: u64,
+    virtual_time: Duration,
+    reasons: [Option<CloseReason>; 2],
+}
+
+fn fmt_timer(conn: &xdptcp::tcp::Connection, now: Instant) -> String {
+    let names = [
+        (Timer::Retransmit, "rto"),
+        (Timer::Persist, "persist"),
+        (Timer::DelayedAck, "delack"),
+        (Timer::Keepalive, "keepalive"),
+        (Timer::Close, "close"),
+        (Timer::Reorder, "reorder"),
+        (Timer::LossProbe, "tlp"),
+    ];
+    let set: Vec<String> = names
+        .iter()
+        .filter_map(|&(t, name)| conn.timer(t).map(|at| format!("{name}+{:.3}s", at.saturating_duration_since(now).as_secs_f64())))
+        .collect();
+    if set.is_empty() { "no timer".into() } else { set.join(",") }
+}
+
+/// One connection's state, for a failure report.
+fn describe(net: &Network, app: &App, name: &str) -> String {
+    let c = net.conn(app.id);
+    let now = net.now();
+    let in_flight = c.bytes_in_flight();
+    let sent = c.snd_nxt() - c.snd_una();
+    let unsent = c.send_queue().saturating_sub(sent);
+    format!(
+        "{name}: {} reason {:?} | una {} nxt {} rcv_nxt {} | app wrote {}/{} read {} ended {} closed {} peer_closed {} | send-q {} unsent {} in-flight {} snd_wnd {} mss {} cwnd {} | recv-q {} rcv_wnd {} ooo {} | wscale (peer, ours) {:?} | {} | timeouts {} rexmits {} segs in/out {}/{}",
+        c.state().name(),
+        app.reason,
+        c.snd_una() - c.iss(),
+        c.snd_nxt() - c.iss(),
+        c.rcv_nxt().0,
+        app.written,
+        app.plan.total,
+        app.read,
+        app.ended,
+        app.closed,
+        app.peer_closed,
+        c.send_queue(),
+        unsent,
+        in_flight,
+        c.send_window(),
+        c.mss(),
+        c.cwnd(),
+        c.recv_queue(),
+        c.recv_window(),
+        c.ooo_queue(),
+        c.window_scales(),
+        fmt_timer(c, now),
+        c.stats().timeouts,
+        c.stats().retransmits,
+        c.stats().segs_in,
+        c.stats().segs_out,
+    )
+}
+
+/// A guess at why a connection is stuck, from its state and its peer's.
+fn symptom(net: &Network, apps: &[App; 2]) -> String {
+    let mut out = Vec::new();
+    for side in 0..2 {
+        let c = net.conn(apps[side].id);
+        let p = net.conn(apps[1 - side].id);
+        if c.state() == State::Closed {
+            continue;
+        }
+        let sent = c.snd_nxt() - c.snd_una();
+        let unsent = c.send_queue().saturating_sub(sent);
+        let nothing_in_flight = c.bytes_in_flight() == 0;
+        let persist = c.timer(Timer::Persist).is_some();
+        let rto = c.timer(Timer::Retransmit).is_some();
+        let who = if side == 0 { "client" } else { "server" };
+        let s = if unsent > 0 && nothing_in_flight && !persist && !rto {
+            if c.send_window() == 0 {
+                format!("{who} {}: zero window, unsent data, no timer", c.state().name())
+            } else if c.send_window() < c.mss() {
+                format!("{who} {}: small window {} < mss, unsent data, nothing in flight, no timer", c.state().name(), c.send_window())
+            } else {
+                format!("{who} {}: window {} open, unsent data, nothing in flight, no timer", c.state().name(), c.send_window())
+            }
+        } else if unsent > 0 && nothing_in_flight && persist && c.send_window() == 0 && p.recv_window() > 0 {
+            format!("{who} {}: sees window 0, peer thinks it offered {} (rcv_adv ahead of the field)", c.state().name(), p.recv_window())
+        } else if unsent > 0 && nothing_in_flight && persist && c.send_window() == 0 {
+            format!("{who} {}: zero window probing, peer recv-q {} rcv_wnd {}", c.state().name(), p.recv_queue(), p.recv_window())
+        } else if unsent > 0 && nothing_in_flight && persist {
+            format!("{who} {}: persist armed with window {}", c.state().name(), c.send_window())
+        } else if !nothing_in_flight && rto {
+            format!("{who} {}: retransmitting, {} timeouts", c.state().name(), c.stats().timeouts)
+        } else if c.timer(Timer::Close).is_none() && c.poll_timeout().is_none() {
+            format!("{who} {}: idle, no timer", c.state().name())
+        } else {
+            format!("{who} {}: {}", c.state().name(), fmt_timer(c, net.now()))
+        };
+        out.push(s);
+    }
+    out.join("; ")
+}
+
+/// Runs one scenario to its end or to the bound.
+fn run_scenario(sc: &Scenario, trace: bool) -> Outcome {
+    let mut net = Network::pair(sc.configs[0].clone(), sc.configs[1].clone(), LinkConfig::ideal(Duration::from_millis(1)), LinkConfig::ideal(Duration::from_millis(1)), sc.seed);
+    if let (true, Ok(path)) = (trace, std::env::var("PROP_PCAP")) {
+        net.capture(path).expect("pcap file");
+    }
+    // The handshake on a clean link (what is under test starts after it),
+    // then the scenario's faults.
+    let (client, server) = establish(&mut net, 40000 + (sc.seed % 20000) as u16);
+    *net.link_mut(0, 1).config_mut() = sc.links[0].clone();
+    *net.link_mut(1, 0).config_mut() = sc.links[1].clone();
+    let start = net.now();
+    let seeds = [sc.seed.wrapping_mul(2) | 1, sc.seed.wrapping_mul(2).wrapping_add(2)];
+    let mut apps = [App::new(sc.apps[0].clone(), client, seeds[0], seeds[1], start), App::new(sc.apps[1].clone(), server, seeds[1], seeds[0], start)];
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = start + BOUND;
+    let mut last_progress = (start, 0u64);
+    let mut failure = None;
+    let mut last_trace = Instant::ZERO;
+    loop {
+        for app in apps.iter_mut() {
+            app.write(&mut net, start, &mut buf);
+            app.read(&mut net, start);
+            app.events(&mut net);
+        }
+        // What the applications' calls made the connections send goes on
+        // the links before anyone asks what happens next.
+        net.flush();
+        if let Some(app) = apps.iter().find(|a| a.corrupt.is_some()) {
+            let (at, got, want) = app.corrupt.unwrap();
+            failure = Some(format!("corrupt, reordered or duplicated byte at offset {at}: got {got:#04x}, want {want:#04x}"));
+            break;
+        }
+        let progress = apps[0].read + apps[1].read;
+        if progress != last_progress.1 {
+            last_progress = (net.now(), progress);
+        }
+        if trace && net.now().saturating_duration_since(last_trace) >= Duration::from_millis(500) {
+            last_trace = net.now();
+            println!("t={:.3}s", net.now().saturating_duration_since(start).as_secs_f64());
+            println!("  {}", describe(&net, &apps[0], "client"));
+            println!("  {}", describe(&net, &apps[1], "server"));
+        }
+        let all_closed = net.conns(0).chain(net.conns(1)).all(|(_, c)| c.state() == State::Closed);
+        let drained = apps.iter().all(|a| a.closed || net.conn(a.id).recv_queue() == 0);
+        if all_closed && drained {
+            break;
+        }
+        let wake = apps.iter().filter_map(|a| a.next_wake(&net, start)).min();
+        let next = [wake, net.next_event()].into_iter().flatten().min();
+        let Some(next) = next else {
+            failure = Some("nothing left to happen, yet connections are open".into());
+            break;
+        };
+        if next > deadline {
+            failure = Some(format!("still open at the bound ({} s)", BOUND.as_secs()));
+            break;
+        }
+        net.advance_to(next);
+    }
+    let mut out = Outcome::default();
+    out.virtual_time = net.now().saturating_duration_since(start);
+    out.delivered = apps[0].read + apps[1].read;
+    out.acks_lost = net.link(0, 1).stats().acks_lost + net.link(1, 0).stats().acks_lost;
+    for app in apps.iter_mut() {
+        app.events(&mut net);
+    }
+    out.reasons = [apps[0].reason, apps[1].reason];
+    if failure.is_none() {
+        for side in 0..2 {
+            if apps[side].read > apps[1 - side].written {
+                failure = Some(format!("side {side} read {} bytes of {} written", apps[side].read, apps[1 - side].written));
+            }
+        }
+    }
+    if failure.is_none() {
+        let both_normal = out.reasons == [Some(CloseReason::Normal); 2];
+        let all_delivered = (0..2).all(|s| apps[s].read == apps[1 - s].written);
+        if sc.clean && !both_normal {
+            failure = Some(format!("clean scenario closed with {:?}", out.reasons));
+        } else if (sc.clean || both_normal) && !all_delivered {
+            failure = Some(format!("bytes lost: client read {}/{}, server read {}/{}, closes {:?}", apps[0].read, apps[1].written, apps[1].read, apps[0].written, out.reasons));
+        } else if sc.clean && (0..2).any(|s| apps[s].written != apps[s].plan.total) {
+            failure = Some("a writer could not write its whole plan".into());
+        }
+    }
+    if let Some(why) = failure {
+        out.symptom = symptom(&net, &apps);
+        out.failure = Some(format!(
+            "seed {}: {why}\n  at t={:.3}s, last read progress at t={:.3}s\n  {}\n  {}\n  links: 0→1 {:?}\n         1→0 {:?}\n  symptom: {}",
+            sc.seed,
+            out.virtual_time.as_secs_f64(),
+            last_progress.0.saturating_duration_since(start).as_secs_f64(),
+            describe(&net, &apps[0], "client"),
+            describe(&net, &apps[1], "server"),
+            net.link(0, 1).stats(),
+            net.link(1, 0).stats(),
+            out.symptom,
+        ));
+    }
+    out
+}
+
+/// The seeds `cargo test` runs.
+const DEFAULT_SEEDS: std::ops::Range<u64> = 0..200;
+
+/// Seeds of the default set that fail today because of known engine bugs
+/// (issue 17 §1), grouped by the bug. Excluded from `seeded_scenarios`; run
+/// by the ignored `awaiting_fixes` test, which fails until every one passes.
+/// A fix should move its group's seeds back into the default run (delete
+/// them here).
+const AWAITING_FIXES_SEEDS: &[u64] = &[];
+
+fn check_seeds(seeds: impl Iterator<Item = u64>) {
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let sc = Scenario::from_seed(seed);
+        let out = run_scenario(&sc, false);
+        if let Some(f) = out.failure {
+            failures.push(f);
+        }
+    }
+    assert!(failures.is_empty(), "{} scenarios failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn seeded_scenarios() {
+    check_seeds(DEFAULT_SEEDS.filter(|s| !AWAITING_FIXES_SEEDS.contains(s)));
+}
+
+/// The known-bug seeds: fails until the engine fixes land.
+#[test]
+#[ignore]
+fn awaiting_fixes() {
+    check_seeds(AWAITING_FIXES_SEEDS.iter().copied());
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// One seed, with its scenario and a trace every 500 ms of virtual time.
+#[test]
+#[ignore]
+fn replay() {
+    let seed = env_u64("PROP_SEED", 0);
+    let sc = Scenario::from_seed(seed);
+    println!("{sc:#?}");
+    let out = run_scenario(&sc, true);
+    println!("outcome: {:?} after {:.3}s, {} bytes", out.reasons, out.virtual_time.as_secs_f64(), out.delivered);
+    if let Some(f) = out.failure {
+        panic!("{f}");
+    }
+}
+
+/// `PROP_CASES` seeds from `PROP_START` (default: after the default set).
+#[test]
+#[ignore]
+fn long_seeded_run() {
+    let cases = env_u64("PROP_CASES", 2000);
+    let first = env_u64("PROP_START", DEFAULT_SEEDS.end);
+    let (mut bytes, mut acks_lost, mut clean, mut virtual_s) = (0u64, 0u64, 0u64, 0f64);
+    let mut failures: Vec<(u64, String, String)> = Vec::new();
+    let started = std::time::Instant::now();
+    for seed in first..first + cases {
+        let sc = Scenario::from_seed(seed);
+        clean += sc.clean as u64;
+        let out = run_scenario(&sc, false);
+        bytes += out.delivered;
+        acks_lost += out.acks_lost;
+        virtual_s += out.virtual_time.as_secs_f64();
+        if let Some(f) = out.failure {
+            failures.push((seed, out.symptom, f));
+        }
+    }
+    println!(
+        "long_seeded_run: {cases} cases (seeds {first}..{}), {clean} clean, {bytes} bytes delivered, {acks_lost} pure ACKs dropped, {:.0} s virtual, {:.1} s wall, {} failures",
+        first + cases,
+        virtual_s,
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    let mut groups: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (seed, symptom, _) in &failures {
+        // Group by the symptom without its numbers.
+        let key: String = symptom.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+        groups.entry(key).or_default().push(*seed);
+    }
+    for (key, seeds) in &groups {
+        println!("  {} × {key}: seeds {:?}", seeds.len(), &seeds[..seeds.len().min(20)]);
+    }
+    for (_, _, f) in failures.iter().take(5) {
+        println!("{f}");
+    }
+    assert!(failures.is_empty(), "{} of {cases} scenarios failed", failures.len());
+}
+
+/// `advance_to` stops at its deadline, between events, and a step there
+/// finds the clock where it was left.
+#[test]
+fn advance_to_stops_between_events() {
+    let mut net = Network::pair(config(), config(), LinkConfig::ideal(Duration::from_millis(10)), LinkConfig::ideal(Duration::from_millis(10)), 1);
+    let (client, server) = establish(&mut net, 45000);
+    let t0 = net.now();
+    net.conn_mut(client).send(&[1, 2, 3]).unwrap();
+    // The segment is on the link, due in 10 ms: at 5 ms nothing arrived.
+    net.advance_to(t0 + Duration::from_millis(5));
+    assert_eq!(net.now(), t0 + Duration::from_millis(5));
+    assert_eq!(net.conn(server).recv_queue(), 0);
+    net.advance_to(t0 + Duration::from_millis(10));
+    assert_eq!(net.now(), t0 + Duration::from_millis(10));
+    assert_eq!(net.conn(server).recv_queue(), 3);
 }
