@@ -17,7 +17,7 @@ use crate::sim::link::{Link, LinkConfig};
 use crate::sim::pcap::PcapSink;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, SendError, State, SynOutcome};
+use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, RxBudget, SendError, State, SynOutcome};
 use crate::time::{Duration, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
@@ -38,6 +38,15 @@ type Tuple = (u32, u16, u32, u16);
 
 fn tuple(local: SocketAddrV4, remote: SocketAddrV4) -> Tuple {
     (u32::from(*local.ip()), local.port(), u32::from(*remote.ip()), remote.port())
+}
+
+/// A host's receive-memory limits, as a shard's (`stack::StackConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxLimits {
+    /// Bytes received and not yet read, in order or not (`memory_limit`).
+    pub memory: usize,
+    /// Out-of-order bytes held (`reassembly_limit`).
+    pub reassembly: usize,
 }
 
 /// Per-host counters.
@@ -69,6 +78,10 @@ pub struct Host {
     /// Replies sent without a connection (cookies, resets): (src, dst, frame).
     stateless: Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
     pub stats: HostStats,
+    /// A shard's receive-memory limits over all this host's connections
+    /// (see [`Network::set_rx_memory`]); `None`: none beyond each
+    /// connection's own receive buffer.
+    rx_memory: Option<RxLimits>,
 }
 
 impl Host {
@@ -86,7 +99,20 @@ impl Host {
             listeners: BTreeMap::new(),
             stateless: Vec::new(),
             stats: HostStats::default(),
+            rx_memory: None,
         }
+    }
+
+    /// What a connection may still use of the host's receive memory, as a
+    /// shard computes it (`stack::Shard::rx_budget`): the memory left, and
+    /// past 3/4 of the limit a window that grows by at most 4 MSS.
+    fn rx_budget(&self) -> RxBudget {
+        let Some(limits) = self.rx_memory else { return RxBudget::UNLIMITED };
+        let held: usize = self.slots.iter().map(|s| s.conn.recv_held()).sum();
+        let ooo: usize = self.slots.iter().map(|s| s.conn.ooo_queue()).sum();
+        let memory = limits.memory.saturating_sub(held);
+        let window = if held >= limits.memory / 4 * 3 { memory.min(4 * usize::from(self.config.mss)) } else { usize::MAX };
+        RxBudget { reassembly: limits.reassembly.saturating_sub(ooo), memory, window }
     }
 
     fn insert(&mut self, conn: Box<Connection>, half_open: bool) -> usize {
@@ -160,6 +186,9 @@ impl Host {
                 }
             }
         }
+        let budget = self.rx_budget();
+        let s = &mut self.slots[slot];
+        s.conn.set_rx_budget(budget);
         s.conn.handle_segment(now, seg);
         let state = s.conn.state();
         if s.half_open && state != State::SynReceived {
@@ -204,6 +233,16 @@ impl Network {
 
     pub fn add_link(&mut self, from: usize, to: usize, config: LinkConfig, seed: u64) {
         self.links.insert((from, to), Link::new(config, seed));
+    }
+
+    /// Limits the receive memory of all of a host's connections together,
+    /// as a shard's `memory_limit` and `reassembly_limit` do: before every
+    /// segment it feeds and every segment it sends, each connection learns
+    /// what it may still use (its `RxBudget`). Windows are clamped from 3/4
+    /// of the memory limit on, and data beyond the limits is dropped.
+    /// `None` lifts the limits.
+    pub fn set_rx_memory(&mut self, host: usize, limits: Option<RxLimits>) {
+        self.hosts[host].rx_memory = limits;
     }
 
     pub fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
@@ -284,7 +323,9 @@ impl Network {
         let now = self.now;
         let mut f = Some(f);
         let mut write = |buf: &mut [u8]| f.take().map_or(0, |f| f(buf));
+        let budget = self.hosts[id.host].rx_budget();
         let conn = &mut self.hosts[id.host].slots[id.slot].conn;
+        conn.set_rx_budget(budget);
         if let Some((len, n)) = conn.transmit_with(now, &mut self.buf[HEADROOM..], max_len, &mut write) {
             if n > 0 {
                 let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
@@ -309,7 +350,9 @@ impl Network {
             }
             for slot in 0..self.hosts[h].slots.len() {
                 loop {
+                    let budget = self.hosts[h].rx_budget();
                     let conn = &mut self.hosts[h].slots[slot].conn;
+                    conn.set_rx_budget(budget);
                     let Some(len) = conn.poll_transmit(now, &mut self.buf[HEADROOM..]) else { break };
                     let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
                     let mut frame = self.buf[..HEADROOM + len].to_vec();
