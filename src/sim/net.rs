@@ -56,6 +56,9 @@ pub struct HostStats {
     pub bad_frames: u64,
     pub resets_sent: u64,
     pub unmatched: u64,
+    /// Segments for a connection that look like zero-window or keepalive
+    /// probes: no payload, no SYN/FIN/RST, SEG.SEQ = RCV.NXT − 1.
+    pub probes_in: u64,
 }
 
 struct Slot {
@@ -130,6 +133,10 @@ impl Host {
         let key = tuple(local, remote);
         if let Some(&slot) = self.table.get(&key) {
             let conn = &mut self.slots[slot].conn;
+            let f = seg.flags;
+            if seg.payload.is_empty() && !(f.syn() || f.fin() || f.rst()) && conn.state().is_synchronized() && seg.seq == conn.rcv_nxt() - 1 {
+                self.stats.probes_in += 1;
+            }
             // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
             if conn.state() == State::TimeWait && conn.time_wait_accepts_syn(seg) {
                 self.table.remove(&key);
