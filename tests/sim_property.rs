@@ -824,8 +824,8 @@ fn symptom(net: &Network, apps: &[App; 2]) -> String {
 /// The known engine bug a stuck state points to, if any (see
 /// `AWAITING_FIXES_SEEDS`).
 fn classify(sc: &Scenario, net: &Network, apps: &[App; 2]) -> Option<&'static str> {
-    for side in 0..2 {
-        let c = net.conn(apps[side].id);
+    for (app, limits) in apps.iter().zip(sc.rx_memory) {
+        let c = net.conn(app.id);
         if c.state() == State::Closed {
             continue;
         }
@@ -834,7 +834,7 @@ fn classify(sc: &Scenario, net: &Network, apps: &[App; 2]) -> Option<&'static st
         if unsent > 0 && idle && c.send_window() > 0 && c.send_window() < c.mss() {
             return Some(SMALL_WINDOW_NO_PERSIST);
         }
-        if let Some(limits) = sc.rx_memory[side] {
+        if let Some(limits) = limits {
             if limits.reassembly >= limits.memory && c.ooo_queue() >= limits.memory {
                 return Some(OOO_PINS_RX_MEMORY);
             }
@@ -945,10 +945,12 @@ fn run_scenario(sc: &Scenario, trace: bool) -> Outcome {
             probe_failure.get_or_insert(format!("{}: {f}", if side == 0 { "client" } else { "server" }));
         }
     }
-    let mut out = Outcome::default();
-    out.virtual_time = net.now().saturating_duration_since(start);
-    out.delivered = apps[0].read + apps[1].read;
-    out.acks_lost = net.link(0, 1).stats().acks_lost + net.link(1, 0).stats().acks_lost;
+    let mut out = Outcome {
+        virtual_time: net.now().saturating_duration_since(start),
+        delivered: apps[0].read + apps[1].read,
+        acks_lost: net.link(0, 1).stats().acks_lost + net.link(1, 0).stats().acks_lost,
+        ..Outcome::default()
+    };
     for app in apps.iter_mut() {
         app.events(&mut net);
     }
@@ -1064,6 +1066,7 @@ const DEFAULT_SEEDS: std::ops::Range<u64> = 0..500;
 ///   every retransmission of the in-order segment is refused
 ///   (`mem_dropped`), the sender backs off to 120 s and times out after
 ///   `max_retries` (TimedOut, then the receiver is Reset).
+///
 /// The other bugs issue 17 names (a probe's ACK refused at a zero receive
 /// window, RCV.ADV ahead of a window field rounded down by the scale) are
 /// reached but cost time, not liveness, between two xdptcp ends here.
