@@ -834,6 +834,9 @@ fn classify(sc: &Scenario, net: &Network, apps: &[App; 2]) -> Option<&'static st
         if unsent > 0 && idle && c.send_window() > 0 && c.send_window() < c.mss() {
             return Some(SMALL_WINDOW_NO_PERSIST);
         }
+        if c.config().keepalive.is_some() && c.timer(Timer::Keepalive).is_none() && matches!(c.state(), State::Established | State::CloseWait | State::FinWait2) {
+            return Some(KEEPALIVE_DROPPED);
+        }
         if let Some(limits) = limits {
             if limits.reassembly >= limits.memory && c.ooo_queue() >= limits.memory {
                 return Some(OOO_PINS_RX_MEMORY);
@@ -1033,6 +1036,13 @@ const PROBES_DO_NOT_BACK_OFF: &str = "probes-do-not-back-off (§1.5)";
 /// is retransmitted, until the sender times out. Linux frees memory by
 /// pruning the out-of-order queue (tcp_prune_ofo_queue) first.
 const OOO_PINS_RX_MEMORY: &str = "ooo-pins-rx-memory";
+/// The keepalive timer, when it fires in FIN-WAIT-1 (or CLOSING,
+/// LAST-ACK), returns without re-arming itself (`on_keepalive_timeout`
+/// accepts only ESTABLISHED, CLOSE-WAIT and FIN-WAIT-2). A half-closed
+/// connection whose peer then vanished (its RST lost) waits in FIN-WAIT-2
+/// with no timer at all, forever. Linux runs keepalive in every
+/// synchronized state (tcp_keepalive_timer).
+const KEEPALIVE_DROPPED: &str = "keepalive-dropped-outside-estab";
 
 /// The seeds `cargo test` runs (about 7 s with the test profile).
 const DEFAULT_SEEDS: std::ops::Range<u64> = 0..500;
@@ -1044,8 +1054,9 @@ const DEFAULT_SEEDS: std::ops::Range<u64> = 0..500;
 /// seeds passing; a seed may then fail for another group's bug that its
 /// first one hid (noted per group), which is the next fix's to clear.
 ///
-/// Triage, on seeds 0..3000 (plus the default set in full):
-/// - §1.1: 348 of 3000 seeds. Always the same picture: one side has data
+/// Triage, on seeds 0..20500 (0..3000 replayed one by one; 20000 more by
+/// `long_seeded_run`, whose classes matched):
+/// - §1.1: 348 of seeds 0..3000, 2055 of 500..20500. Always the same picture: one side has data
 ///   queued and unsent, nothing in flight, a send window W with
 ///   0 < W < MSS (and W < max_snd_wnd / 2), and no timer at all (no RTO,
 ///   no persist); its peer is idle too (FIN-WAIT-2 with no timer, or
@@ -1054,18 +1065,23 @@ const DEFAULT_SEEDS: std::ops::Range<u64> = 0..500;
 ///   buffer below one MSS: `maybe_window_update` wants free >= MSS). Seen
 ///   in ESTABLISHED, CLOSE-WAIT, FIN-WAIT-1, CLOSING and LAST-ACK, i.e.
 ///   also with the application's FIN queued behind the held data.
-/// - §1.5: 109 of 3000. A sender facing a zero window (a stalled reader)
+/// - §1.5: 109 of 0..3000, 704 of 500..20500. A sender facing a zero window (a stalled reader)
 ///   probes at the base RTO again and again (e.g. seed 14: 38 probes in
 ///   25 s, intervals 0.4, 0.8, then 0.4 s again): each ACK answering a
 ///   probe, window still 0, resets `probes` (input.rs, on every acceptable
 ///   ACK), so the interval never grows. Liveness holds; the probe budget
 ///   checked by `ProbeWatch` (3 + log2(T / 200 ms) + T / 30 s) does not.
-/// - `ooo-pins-rx-memory`: 3 of 3000, only with a reassembly limit equal
+/// - `ooo-pins-rx-memory`: 3 of 0..3000, 16 of 500..20500 (all listed
+///   below), only with a reassembly limit equal
 ///   to the memory limit (10 % of the memory-limited receivers). The
 ///   receiver's out-of-order bytes equal the host's whole receive memory;
 ///   every retransmission of the in-order segment is refused
 ///   (`mem_dropped`), the sender backs off to 120 s and times out after
 ///   `max_retries` (TimedOut, then the receiver is Reset).
+/// - `keepalive-dropped-outside-estab`: 2 of 500..20500, abort scenarios.
+///   The aborting side's RST is lost; its peer, half-closed, sits in
+///   FIN-WAIT-2 with no timer (seed 15533: the keepalive timer was
+///   pending in FIN-WAIT-1, fired there, and was never armed again).
 ///
 /// The other bugs issue 17 names (a probe's ACK refused at a zero receive
 /// window, RCV.ADV ahead of a window field rounded down by the scale) are
@@ -1085,8 +1101,9 @@ const AWAITING_FIXES_SEEDS: &[(&str, &[u64])] = &[
     // With the probe count kept across ACKs of a zero window (a local
     // patch), 14 and 478 then stall as §1.1 until that is fixed.
     (PROBES_DO_NOT_BACK_OFF, &[14, 26, 43, 48, 89, 91, 124, 128, 151, 166, 245, 256, 276, 284, 349, 368, 379, 396, 437, 438, 459, 478, 498]),
-    // Outside the default set: the class is rare.
-    (OOO_PINS_RX_MEMORY, &[1226, 1429, 2774]),
+    // Outside the default set: these classes are rare.
+    (OOO_PINS_RX_MEMORY, &[1226, 1429, 2774, 5365, 5415, 6426, 6787, 7641, 9249, 11127, 15000, 15342, 15544, 15671, 19378, 19977]),
+    (KEEPALIVE_DROPPED, &[15533, 17241]),
 ];
 
 fn awaiting_fixes_seeds() -> impl Iterator<Item = u64> {
