@@ -9,7 +9,8 @@
 //!
 //! Every frame costs the same fixed number of random draws, whatever happens
 //! to it, so a run replays exactly for a seed even if configurations differ
-//! only in probabilities.
+//! only in probabilities. [`LinkConfig::ack_loss`] draws from a stream of
+//! its own, so setting it leaves every other fault where it was.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -43,6 +44,11 @@ pub struct LinkConfig {
     pub corrupt: f64,
     /// Larger frames are dropped (and counted).
     pub mtu: usize,
+    /// Probability that a pure ACK is dropped: a TCP segment with no
+    /// payload and no SYN, FIN or RST (ACKs, duplicate ACKs, window
+    /// updates, zero-window and keepalive probes). Counted in
+    /// [`LinkStats::acks_lost`], on top of `loss`, which drops any frame.
+    pub ack_loss: f64,
 }
 
 impl LinkConfig {
@@ -61,6 +67,7 @@ impl LinkConfig {
             duplicate: 0.0,
             corrupt: 0.0,
             mtu: 1514,
+            ack_loss: 0.0,
         }
     }
     /// A link like `tc qdisc add … netem delay LATENCY JITTER`: each frame
@@ -86,6 +93,11 @@ impl LinkConfig {
         self.corrupt = p;
         self
     }
+    /// Drops pure ACKs (see [`LinkConfig::ack_loss`]) with probability `p`.
+    pub fn with_ack_loss(mut self, p: f64) -> Self {
+        self.ack_loss = p;
+        self
+    }
     pub fn with_bandwidth(mut self, bps: u64, queue_bytes: usize) -> Self {
         self.bandwidth_bps = Some(bps);
         self.queue_bytes = queue_bytes;
@@ -104,11 +116,35 @@ pub struct LinkStats {
     pub corrupted: u64,
     pub reordered: u64,
     pub oversize: u64,
+    /// Pure ACKs dropped by [`LinkConfig::ack_loss`] (not counted in `lost`).
+    pub acks_lost: u64,
+}
+
+/// Whether an Ethernet frame carries a pure ACK: IPv4/TCP with the ACK
+/// flag, no payload and none of SYN, FIN, RST. Anything unparseable is not.
+pub fn is_pure_ack(frame: &[u8]) -> bool {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+        return false;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || total < ihl + 20 || total > ip.len() {
+        return false;
+    }
+    let tcp = &ip[ihl..total];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    // FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10.
+    doff >= 20 && tcp.len() == doff && flags & 0x10 != 0 && flags & 0x07 == 0
 }
 
 pub struct Link {
     config: LinkConfig,
     rng: Rng,
+    /// The `ack_loss` draws, one per frame, apart from the other faults'.
+    ack_rng: Rng,
     /// (delivery time, order) → frame.
     queue: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     order: u64,
@@ -124,6 +160,7 @@ impl Link {
         Link {
             config,
             rng: Rng::new(seed),
+            ack_rng: Rng::new(seed ^ 0xa5c3_7e1d_0b9f_4286),
             queue: BinaryHeap::new(),
             order: 0,
             busy_until: Instant::ZERO,
@@ -159,6 +196,7 @@ impl Link {
         let dup = self.rng.gen_bool(self.config.duplicate);
         let reorder = self.rng.gen_bool(self.config.reorder);
         let jitter_draw = self.rng.next_u64();
+        let ack_lost = self.ack_rng.gen_bool(self.config.ack_loss) && is_pure_ack(&frame);
 
         if frame.len() > self.config.mtu {
             self.stats.oversize += 1;
@@ -179,6 +217,10 @@ impl Link {
         self.busy_until = done;
         if lost {
             self.stats.lost += 1;
+            return;
+        }
+        if ack_lost {
+            self.stats.acks_lost += 1;
             return;
         }
         if corrupt && !frame.is_empty() {
@@ -329,6 +371,60 @@ mod tests {
         let got = l.recv(Instant::ZERO).unwrap();
         let flipped: u32 = got.iter().zip(&frame).map(|(a, b)| (a ^ b).count_ones()).sum();
         assert_eq!(flipped, 1, "exactly one bit");
+    }
+
+    /// An Ethernet/IPv4/TCP frame with `flags` and `payload` bytes of data.
+    fn tcp_frame(flags: u8, payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        f[23] = 6;
+        f[14 + 20 + 12] = 5 << 4;
+        f[14 + 20 + 13] = flags;
+        f
+    }
+
+    #[test]
+    fn ack_loss_drops_only_pure_acks() {
+        const ACK: u8 = 0x10;
+        assert!(is_pure_ack(&tcp_frame(ACK, 0)));
+        assert!(!is_pure_ack(&tcp_frame(ACK, 1)), "data");
+        assert!(!is_pure_ack(&tcp_frame(ACK | 0x01, 0)), "FIN");
+        assert!(!is_pure_ack(&tcp_frame(0x02, 0)), "SYN");
+        assert!(!is_pure_ack(&tcp_frame(ACK | 0x02, 0)), "SYN-ACK");
+        assert!(!is_pure_ack(&tcp_frame(ACK | 0x04, 0)), "RST");
+        assert!(!is_pure_ack(&[0u8; 100]), "not IPv4");
+
+        let mut l = Link::new(LinkConfig::ideal(Duration::ZERO).with_ack_loss(0.3), 8);
+        for i in 0..10_000 {
+            let frame = if i % 2 == 0 { tcp_frame(ACK, 0) } else { tcp_frame(ACK, 100) };
+            l.send(Instant::ZERO, frame);
+        }
+        let out = drain(&mut l);
+        let acks_lost = l.stats().acks_lost;
+        assert!((1_300..1_700).contains(&acks_lost), "{acks_lost}");
+        assert_eq!(l.stats().lost, 0);
+        assert_eq!(out.iter().filter(|(_, f)| f.len() > 54).count(), 5_000, "every data segment arrives");
+        assert_eq!(out.len() as u64, 10_000 - acks_lost);
+    }
+
+    #[test]
+    fn ack_loss_leaves_the_other_faults_alone() {
+        // The same seed with and without ack_loss: the frames that are not
+        // pure ACKs meet exactly the same fate.
+        let cfg = LinkConfig::ideal(Duration::from_millis(1)).with_loss(0.1).with_reorder(0.1, Duration::from_millis(2)).with_duplicate(0.1);
+        let run = |cfg: LinkConfig| {
+            let mut l = Link::new(cfg, 9);
+            for i in 0..2_000u32 {
+                let mut f = tcp_frame(0x10, 4);
+                f[54..58].copy_from_slice(&i.to_be_bytes());
+                l.send(Instant::ZERO + Duration::from_micros(10) * i, f);
+                l.send(Instant::ZERO + Duration::from_micros(10) * i, tcp_frame(0x10, 0));
+            }
+            drain(&mut l).into_iter().filter(|(_, f)| f.len() > 54).collect::<Vec<_>>()
+        };
+        assert_eq!(run(cfg.clone()), run(cfg.with_ack_loss(0.5)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod rng;
 pub mod tx;
 
 pub use link::{Link, LinkConfig, LinkStats};
-pub use net::{ConnId, Network};
+pub use net::{ConnId, Network, RxLimits};
 pub use pcap::PcapSink;
 pub use rng::Rng;
 pub use tx::LinkFrames;

@@ -17,7 +17,7 @@ use crate::sim::link::{Link, LinkConfig};
 use crate::sim::pcap::PcapSink;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, SendError, State, SynOutcome};
+use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, RxBudget, SendError, State, SynOutcome};
 use crate::time::{Duration, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
@@ -40,6 +40,15 @@ fn tuple(local: SocketAddrV4, remote: SocketAddrV4) -> Tuple {
     (u32::from(*local.ip()), local.port(), u32::from(*remote.ip()), remote.port())
 }
 
+/// A host's receive-memory limits, as a shard's (`stack::StackConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxLimits {
+    /// Bytes received and not yet read, in order or not (`memory_limit`).
+    pub memory: usize,
+    /// Out-of-order bytes held (`reassembly_limit`).
+    pub reassembly: usize,
+}
+
 /// Per-host counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostStats {
@@ -47,6 +56,9 @@ pub struct HostStats {
     pub bad_frames: u64,
     pub resets_sent: u64,
     pub unmatched: u64,
+    /// Segments for a connection that look like zero-window or keepalive
+    /// probes: no payload, no SYN/FIN/RST, SEG.SEQ = RCV.NXT − 1.
+    pub probes_in: u64,
 }
 
 struct Slot {
@@ -69,6 +81,10 @@ pub struct Host {
     /// Replies sent without a connection (cookies, resets): (src, dst, frame).
     stateless: Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
     pub stats: HostStats,
+    /// A shard's receive-memory limits over all this host's connections
+    /// (see [`Network::set_rx_memory`]); `None`: none beyond each
+    /// connection's own receive buffer.
+    rx_memory: Option<RxLimits>,
 }
 
 impl Host {
@@ -86,7 +102,20 @@ impl Host {
             listeners: BTreeMap::new(),
             stateless: Vec::new(),
             stats: HostStats::default(),
+            rx_memory: None,
         }
+    }
+
+    /// What a connection may still use of the host's receive memory, as a
+    /// shard computes it (`stack::Shard::rx_budget`): the memory left, and
+    /// past 3/4 of the limit a window that grows by at most 4 MSS.
+    fn rx_budget(&self) -> RxBudget {
+        let Some(limits) = self.rx_memory else { return RxBudget::UNLIMITED };
+        let held: usize = self.slots.iter().map(|s| s.conn.recv_held()).sum();
+        let ooo: usize = self.slots.iter().map(|s| s.conn.ooo_queue()).sum();
+        let memory = limits.memory.saturating_sub(held);
+        let window = if held >= limits.memory / 4 * 3 { memory.min(4 * usize::from(self.config.mss)) } else { usize::MAX };
+        RxBudget { reassembly: limits.reassembly.saturating_sub(ooo), memory, window }
     }
 
     fn insert(&mut self, conn: Box<Connection>, half_open: bool) -> usize {
@@ -104,6 +133,10 @@ impl Host {
         let key = tuple(local, remote);
         if let Some(&slot) = self.table.get(&key) {
             let conn = &mut self.slots[slot].conn;
+            let f = seg.flags;
+            if seg.payload.is_empty() && !(f.syn() || f.fin() || f.rst()) && conn.state().is_synchronized() && seg.seq == conn.rcv_nxt() - 1 {
+                self.stats.probes_in += 1;
+            }
             // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
             if conn.state() == State::TimeWait && conn.time_wait_accepts_syn(seg) {
                 self.table.remove(&key);
@@ -160,6 +193,9 @@ impl Host {
                 }
             }
         }
+        let budget = self.rx_budget();
+        let s = &mut self.slots[slot];
+        s.conn.set_rx_budget(budget);
         s.conn.handle_segment(now, seg);
         let state = s.conn.state();
         if s.half_open && state != State::SynReceived {
@@ -204,6 +240,16 @@ impl Network {
 
     pub fn add_link(&mut self, from: usize, to: usize, config: LinkConfig, seed: u64) {
         self.links.insert((from, to), Link::new(config, seed));
+    }
+
+    /// Limits the receive memory of all of a host's connections together,
+    /// as a shard's `memory_limit` and `reassembly_limit` do: before every
+    /// segment it feeds and every segment it sends, each connection learns
+    /// what it may still use (its `RxBudget`). Windows are clamped from 3/4
+    /// of the memory limit on, and data beyond the limits is dropped.
+    /// `None` lifts the limits.
+    pub fn set_rx_memory(&mut self, host: usize, limits: Option<RxLimits>) {
+        self.hosts[host].rx_memory = limits;
     }
 
     pub fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
@@ -284,7 +330,9 @@ impl Network {
         let now = self.now;
         let mut f = Some(f);
         let mut write = |buf: &mut [u8]| f.take().map_or(0, |f| f(buf));
+        let budget = self.hosts[id.host].rx_budget();
         let conn = &mut self.hosts[id.host].slots[id.slot].conn;
+        conn.set_rx_budget(budget);
         if let Some((len, n)) = conn.transmit_with(now, &mut self.buf[HEADROOM..], max_len, &mut write) {
             if n > 0 {
                 let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
@@ -309,7 +357,9 @@ impl Network {
             }
             for slot in 0..self.hosts[h].slots.len() {
                 loop {
+                    let budget = self.hosts[h].rx_budget();
                     let conn = &mut self.hosts[h].slots[slot].conn;
+                    conn.set_rx_budget(budget);
                     let Some(len) = conn.poll_transmit(now, &mut self.buf[HEADROOM..]) else { break };
                     let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
                     let mut frame = self.buf[..HEADROOM + len].to_vec();
@@ -398,6 +448,37 @@ impl Network {
             return;
         };
         host.handle_segment(self.now, src, dst, &seg);
+    }
+
+    /// Processes everything that happens up to and including `until`: every
+    /// frame due is delivered and every timer due fires, in steps, and what
+    /// they make the connections send goes on the links. Then the clock
+    /// stands at `until` (if it was earlier), so an application can act at
+    /// a time of its own choosing, between events. Returns the number of
+    /// steps taken.
+    ///
+    /// Panics if more than a million steps happen without the clock moving:
+    /// something is rescheduled for a time already due, again and again.
+    pub fn advance_to(&mut self, until: Instant) -> usize {
+        let mut steps = 0;
+        let mut same_instant = 0u32;
+        loop {
+            self.flush();
+            match self.next_event() {
+                Some(at) if at <= until => {
+                    let before = self.now;
+                    self.step();
+                    steps += 1;
+                    same_instant = if self.now == before { same_instant + 1 } else { 0 };
+                    assert!(same_instant < 1_000_000, "livelock: events keep falling due at {:?}", self.now);
+                }
+                _ => break,
+            }
+        }
+        if until > self.now {
+            self.now = until;
+        }
+        steps
     }
 
     /// Steps until `done` holds or `limit` of virtual time passes; returns
