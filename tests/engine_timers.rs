@@ -186,3 +186,29 @@ fn keepalive_answered_keeps_the_connection() {
     }
     assert_eq!(s.conn.state(), State::Established);
 }
+
+#[test]
+fn keepalive_survives_fin_wait_1_and_watches_fin_wait_2() {
+    // Linux keeps keepalive running in every synchronized state (it only
+    // defers while data or a FIN is outstanding). A keepalive timer that
+    // fired in FIN-WAIT-1 must not be lost: once the FIN is acknowledged,
+    // a half-closed connection whose peer then vanished (its RST lost) is
+    // probed and dropped, not left in FIN-WAIT-2 for ever.
+    let ka = Keepalive { time: Duration::from_secs(100), interval: Duration::from_secs(10), probes: 3 };
+    let mut s = Script::established(Config { keepalive: Some(ka), ..Config::default() });
+    s.conn.shutdown(xdptcp::tcp::Shutdown::Write);
+    let fin = s.expect();
+    assert!(fin.has(TcpFlags::FIN));
+    // The FIN goes unacknowledged past the keepalive time: retransmitted.
+    let resent = s.advance(Duration::from_secs(150));
+    assert!(resent.iter().all(|(_, g)| g.has(TcpFlags::FIN)), "{resent:?}");
+    assert_eq!(s.conn.state(), State::FinWait1);
+    s.inject(Seg::ack(P1, ISS1 + 1));
+    assert_eq!(s.conn.state(), State::FinWait2);
+    // Then silence: probes, and the drop.
+    let sent = s.advance(Duration::from_secs(300));
+    let probes = sent.iter().filter(|(_, g)| !g.has(TcpFlags::RST)).count();
+    assert_eq!(probes, 3, "{sent:?}");
+    assert_eq!(s.conn.state(), State::Closed);
+    assert!(s.events().contains(&Event::Closed(CloseReason::TimedOut)));
+}

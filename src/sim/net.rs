@@ -115,7 +115,9 @@ impl Host {
         let ooo: usize = self.slots.iter().map(|s| s.conn.ooo_queue()).sum();
         let memory = limits.memory.saturating_sub(held);
         let window = if held >= limits.memory / 4 * 3 { memory.min(4 * usize::from(self.config.mss)) } else { usize::MAX };
-        RxBudget { reassembly: limits.reassembly.saturating_sub(ooo), memory, window }
+        // The simulated host limits receive memory only; send buffers are
+        // bounded by each connection's `send_buffer`.
+        RxBudget { reassembly: limits.reassembly.saturating_sub(ooo), memory, window, send: usize::MAX }
     }
 
     fn insert(&mut self, conn: Box<Connection>, half_open: bool) -> usize {

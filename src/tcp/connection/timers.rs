@@ -277,11 +277,16 @@ impl Connection {
     /// `probes` unanswered probes.
     fn on_keepalive_timeout(&mut self, now: Instant) {
         let Some(ka) = self.config.keepalive else { return };
-        if !matches!(self.state, State::Established | State::CloseWait | State::FinWait2) {
+        // Every synchronized state but TIME_WAIT, as Linux's
+        // tcp_keepalive_timer: a timer that fires in FIN-WAIT-1, CLOSING or
+        // LAST-ACK is deferred, not dropped, so it still watches the
+        // FIN-WAIT-2 that may follow.
+        if !self.state.is_synchronized() || self.state == State::TimeWait {
             return;
         }
-        // Not idle: data is in flight, so the retransmission timer watches it.
-        if self.snd_max != self.snd_una {
+        // Not idle: data (or a FIN) is in flight or waits to be sent, and
+        // the retransmission or persist timer watches it.
+        if self.snd_max != self.snd_una || self.unsent_data() > 0 {
             self.timers.set(Timer::Keepalive, now + ka.time);
             return;
         }
