@@ -232,3 +232,21 @@ fn in_order_data_displaces_out_of_order_data_when_memory_runs_out() {
     assert_eq!(sack_of(&ack), vec![(P1 + 1000, P1 + 1500)]);
     assert_eq!(s.read_all(), bytes(700, 3));
 }
+
+#[test]
+fn in_order_data_displaces_an_out_of_order_range_it_overlaps() {
+    // The whole budget is one out-of-order range that starts inside the
+    // in-order segment: it goes, and as much of the segment as fits in the
+    // memory it freed is taken.
+    let mut s = Script::established(Script::config());
+    s.conn.set_rx_budget(RxBudget { memory: 1024, ..RxBudget::UNLIMITED });
+    s.inject(Seg::ack(P1 + 424, ISS1).data(&bytes(1024, 1)));
+    s.drain();
+    assert_eq!(s.conn.ooo_queue(), 1024);
+    s.conn.set_rx_budget(RxBudget { memory: 0, ..RxBudget::UNLIMITED });
+    let seg = bytes(1448, 4);
+    s.inject(Seg::ack(P1, ISS1).data(&seg));
+    assert_eq!(s.conn.rcv_nxt(), SeqNumber(P1 + 1024), "what fits the freed memory was taken");
+    assert_eq!(s.conn.ooo_queue(), 0);
+    assert_eq!(s.read_all(), seg[..1024].to_vec());
+}

@@ -98,20 +98,14 @@ impl Assembler {
         Ok(())
     }
 
-    /// Forgets whole ranges from the highest down, none starting below
-    /// `keep`, until at least `need` bytes are freed or none is left to
-    /// forget. Returns the bytes freed.
-    pub fn prune_back(&mut self, keep: usize, need: usize) -> usize {
+    /// Forgets whole ranges from the highest down until at least `need`
+    /// bytes are freed or none is left. Returns the bytes freed.
+    pub fn prune_back(&mut self, need: usize) -> usize {
         let mut freed = 0;
         while freed < need {
-            match self.ranges.last() {
-                Some(&(o, l)) if o >= keep => {
-                    self.ranges.pop();
-                    self.bytes -= l;
-                    freed += l;
-                }
-                _ => break,
-            }
+            let Some((_, len)) = self.ranges.pop() else { break };
+            self.bytes -= len;
+            freed += len;
         }
         freed
     }

@@ -671,8 +671,10 @@ impl Connection {
             // Out-of-order data gives way first, highest ranges first
             // (Linux's tcp_prune_ofo_queue): the application waits for these
             // bytes, not for those. A renege the sender recovers from
-            // (RFC 2018 §8); the shard sees the memory come back.
-            let freed = self.ooo.prune_back(payload.len(), fresh - self.budget_memory as usize);
+            // (RFC 2018 §8); the shard sees the memory come back. A range
+            // this segment overlaps may go too: the segment brings its
+            // first bytes again.
+            let freed = self.ooo.prune_back(fresh - self.budget_memory as usize);
             if freed > 0 {
                 self.stats.ooo_pruned = self.stats.ooo_pruned.wrapping_add(1);
                 let freed = freed.min(u32::MAX as usize) as u32;
