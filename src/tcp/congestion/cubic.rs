@@ -19,7 +19,8 @@ pub struct Cubic {
     /// cwnd in bytes, fractional so small per-ACK increments accumulate.
     cwnd: f64,
     ssthresh: usize,
-    mss: usize,
+    /// u32 beside `iw_segments`: the controller is 8 bytes smaller.
+    mss: u32,
     iw_segments: u32,
     /// W_max in segments (§4.2), and the previous one for fast convergence (§4.7).
     w_max: f64,
@@ -38,7 +39,7 @@ impl Cubic {
         Cubic {
             cwnd: initial_window(mss, iw_segments) as f64,
             ssthresh: MAX_CWND,
-            mss,
+            mss: mss.min(u32::MAX as usize) as u32,
             iw_segments,
             w_max: 0.0,
             w_last_max: 0.0,
@@ -50,7 +51,7 @@ impl Cubic {
     }
 
     fn segments(&self) -> f64 {
-        self.cwnd / self.mss as f64
+        self.cwnd / f64::from(self.mss)
     }
 
     /// W_cubic(t) in segments (§4.2 eq. 1).
@@ -70,7 +71,7 @@ impl Cubic {
         let cwnd = self.segments();
         self.w_max = if cwnd < self.w_last_max { cwnd * (1.0 + BETA) / 2.0 } else { cwnd };
         self.w_last_max = cwnd;
-        self.ssthresh = ((self.cwnd * BETA) as usize).max(2 * self.mss);
+        self.ssthresh = ((self.cwnd * BETA) as usize).max(2 * self.mss as usize);
         self.epoch_start = None;
     }
 }
@@ -88,10 +89,10 @@ impl Controller for Cubic {
             return;
         }
         if (self.cwnd as usize) < self.ssthresh {
-            self.cwnd = (self.cwnd + slow_start_increase(acked, self.mss) as f64).min(MAX_CWND as f64);
+            self.cwnd = (self.cwnd + slow_start_increase(acked, self.mss as usize) as f64).min(MAX_CWND as f64);
             return;
         }
-        let mss = self.mss as f64;
+        let mss = f64::from(self.mss);
         let cwnd = self.segments();
         let fresh = self.epoch_start.is_none();
         let start = *self.epoch_start.get_or_insert(now);
@@ -144,7 +145,7 @@ impl Controller for Cubic {
     fn on_retransmit_timeout(&mut self, _now: Instant, _in_flight: usize) {
         // §4.8: reduce as for a congestion event, then restart from one segment.
         self.reduce();
-        self.cwnd = self.mss as f64;
+        self.cwnd = f64::from(self.mss);
         self.w_est = 0.0;
     }
 
@@ -158,17 +159,17 @@ impl Controller for Cubic {
     }
 
     fn restart_after_idle(&mut self, idle: Duration, rto: Duration) {
-        let iw = initial_window(self.mss, self.iw_segments);
+        let iw = initial_window(self.mss as usize, self.iw_segments);
         let (cwnd, ssthresh) = restart_window(self.cwnd as usize, self.ssthresh, iw, idle, rto);
         self.cwnd = cwnd as f64;
         self.ssthresh = ssthresh;
     }
 
     fn set_mss(&mut self, mss: usize) {
-        let fresh = self.cwnd as usize == initial_window(self.mss, self.iw_segments);
-        self.mss = mss.max(1);
+        let fresh = self.cwnd as usize == initial_window(self.mss as usize, self.iw_segments);
+        self.mss = mss.clamp(1, u32::MAX as usize) as u32;
         if fresh {
-            self.cwnd = initial_window(self.mss, self.iw_segments) as f64;
+            self.cwnd = initial_window(self.mss as usize, self.iw_segments) as f64;
         }
     }
 }
