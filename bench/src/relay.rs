@@ -19,6 +19,7 @@ use std::cmp::Reverse;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use xdptcp::wire::is_pure_ack;
 use xdptcp::xdp::{QueueConfig, SteerProgram, XdpMode, XskQueue};
 
 /// What a link does to frames. Probabilities are fractions in 0..=1.
@@ -97,29 +98,6 @@ impl Rng {
 /// Ethernet header: corruption starts past it, so a frame still reaches
 /// the host it was meant for and the checksums there must notice.
 const ETH: usize = 14;
-
-/// An Ethernet frame holding an IPv4 TCP segment with ACK set, none of
-/// SYN, FIN and RST, and no payload. Anything malformed is not one.
-pub fn is_pure_ack(frame: &[u8]) -> bool {
-    let be16 = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    if be16(12) != Some(0x0800) {
-        return false;
-    }
-    let Some(&vihl) = frame.get(ETH) else { return false };
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || frame.get(ETH + 9) != Some(&6) {
-        return false;
-    }
-    let Some(total) = be16(ETH + 2).map(usize::from) else { return false };
-    let tcp = ETH + ihl;
-    let (Some(&off), Some(&flags)) = (frame.get(tcp + 12), frame.get(tcp + 13)) else { return false };
-    let header = usize::from(off >> 4) * 4;
-    const FIN: u8 = 0x01;
-    const SYN: u8 = 0x02;
-    const RST: u8 = 0x04;
-    const ACK: u8 = 0x10;
-    header >= 20 && total == ihl + header && flags & ACK != 0 && flags & (SYN | FIN | RST) == 0
-}
 
 /// One direction of the relay. Time is nanoseconds on any monotonic clock.
 #[derive(Debug)]

@@ -120,25 +120,8 @@ pub struct LinkStats {
     pub acks_lost: u64,
 }
 
-/// Whether an Ethernet frame carries a pure ACK: IPv4/TCP with the ACK
-/// flag, no payload and none of SYN, FIN, RST. Anything unparseable is not.
-pub fn is_pure_ack(frame: &[u8]) -> bool {
-    const ETH: usize = 14;
-    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
-        return false;
-    }
-    let ip = &frame[ETH..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || total < ihl + 20 || total > ip.len() {
-        return false;
-    }
-    let tcp = &ip[ihl..total];
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    // FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10.
-    doff >= 20 && tcp.len() == doff && flags & 0x10 != 0 && flags & 0x07 == 0
-}
+/// Whether an Ethernet frame carries a pure ACK (see [`crate::wire::is_pure_ack`]).
+pub use crate::wire::is_pure_ack;
 
 pub struct Link {
     config: LinkConfig,

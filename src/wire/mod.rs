@@ -48,3 +48,25 @@ pub type Result<T> = core::result::Result<T, Error>;
 
 /// A byte range inside a header.
 pub(crate) type Field = core::ops::Range<usize>;
+
+/// Whether an Ethernet frame carries a pure ACK: IPv4/TCP with the ACK
+/// flag, no payload and none of SYN, FIN, RST: the ACKs and window updates
+/// whose loss the simulator and the impairment relay inject. Anything
+/// unparseable is not one; no input makes it panic.
+pub fn is_pure_ack(frame: &[u8]) -> bool {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+        return false;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || total < ihl + 20 || total > ip.len() {
+        return false;
+    }
+    let tcp = &ip[ihl..total];
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    // FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10.
+    doff >= 20 && tcp.len() == doff && flags & 0x10 != 0 && flags & 0x07 == 0
+}
