@@ -27,6 +27,7 @@
 //! an orphan holding send data when memory is out, is reset.
 
 pub mod arp;
+pub mod inspect;
 pub mod send;
 pub mod table;
 pub mod wheel;
