@@ -14,6 +14,7 @@
 //! connection lives, and a copy of its last state (its "tomb") once it has
 //! reached TIME_WAIT or CLOSED, which answers for it once it is gone.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::{Deref, DerefMut};
@@ -22,6 +23,7 @@ use crate::app::{self, App, Conn};
 use crate::stack::inspect::ExternalCall;
 use crate::stack::Shard;
 use crate::tcp::{Connection, Event, State};
+use crate::time::Instant;
 use crate::wire::{EthernetAddress, SeqNumber};
 
 const EV_CONNECTED: u8 = 1;
@@ -115,6 +117,9 @@ pub struct Host {
     accept_queues: BTreeMap<u16, VecDeque<usize>>,
     /// Opens the shard had counted at the last sync.
     opens: u64,
+    /// `Shard::poll_timeout` as of the last call into the shard (computed
+    /// when first asked: the timer wheel's scan is not cheap).
+    next_timeout: Cell<Option<Option<Instant>>>,
 }
 
 impl Host {
@@ -129,6 +134,7 @@ impl Host {
             live: HashMap::new(),
             accept_queues: BTreeMap::new(),
             opens: 0,
+            next_timeout: Cell::new(None),
         }
     }
 
@@ -141,6 +147,7 @@ impl Host {
     /// handles, recorded events and accepts go to theirs, connections in
     /// TIME_WAIT or CLOSED leave a copy, vanished ones are marked gone.
     pub(super) fn sync(&mut self) {
+        self.next_timeout.set(None);
         let s = self.shard.stats();
         let opens = s.passive_opens + s.active_opens;
         if opens != self.opens {
@@ -196,6 +203,16 @@ impl Host {
             }
             self.handles.push(Handle { id, local, remote, iss, events: 0, closed_seen: false, tomb: None, gone: false });
         }
+    }
+
+    /// When the shard next has timer work (`Shard::poll_timeout`).
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(t) = self.next_timeout.get() {
+            return t;
+        }
+        let t = self.shard.poll_timeout();
+        self.next_timeout.set(Some(t));
+        t
     }
 
     /// The handle of shard connection `id` (after a sync).

@@ -255,7 +255,7 @@ impl Network {
     /// arriving, or a shard having timer work (`Shard::poll_timeout`).
     pub fn next_event(&self) -> Option<Instant> {
         let links = self.links.values().filter_map(|l| l.next_delivery());
-        let timers = self.hosts.iter().filter_map(|h| h.shard.poll_timeout());
+        let timers = self.hosts.iter().filter_map(|h| h.poll_timeout());
         links.chain(timers).min()
     }
 
@@ -276,7 +276,7 @@ impl Network {
             }
         }
         for h in &mut self.hosts {
-            if h.shard.poll_timeout().is_some_and(|t| t <= now) {
+            if h.poll_timeout().is_some_and(|t| t <= now) {
                 h.shard.handle_timeout(now, &mut h.app);
                 h.sync();
             }
