@@ -10,7 +10,7 @@
 //! A shard forgets a connection once it is CLOSED and retired (or, in
 //! TIME_WAIT, taken over by a new SYN), and reuses its id. Tests ask about
 //! connections after that (why they closed, their counters), so each
-//! connection the host has seen keeps a [`Handle`]: the shard's id while the
+//! connection the host has seen keeps a handle: the shard's id while the
 //! connection lives, and a copy of its last state (its "tomb") once it has
 //! reached TIME_WAIT or CLOSED, which answers for it once it is gone.
 
