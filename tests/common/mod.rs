@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod shards;
 pub mod script;
 
 use std::hash::Hasher;
