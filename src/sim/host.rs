@@ -147,7 +147,6 @@ impl Host {
     /// handles, recorded events and accepts go to theirs, connections in
     /// TIME_WAIT or CLOSED leave a copy, vanished ones are marked gone.
     pub(super) fn sync(&mut self) {
-        self.next_timeout.set(None);
         let s = self.shard.stats();
         let opens = s.passive_opens + s.active_opens;
         if opens != self.opens {
@@ -205,6 +204,11 @@ impl Host {
         }
     }
 
+    /// After a call into the shard that may have changed its timers.
+    pub(super) fn timers_changed(&mut self) {
+        self.next_timeout.set(None);
+    }
+
     /// When the shard next has timer work (`Shard::poll_timeout`).
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         if let Some(t) = self.next_timeout.get() {
@@ -248,7 +252,8 @@ impl Host {
             true => None,
             false => Some(self.shard.begin_external(self.handles[slot].id).expect("a live handle's connection")),
         };
-        ConnMut { host: self, slot, call }
+        let timeout = self.conn(slot).poll_timeout();
+        ConnMut { host: self, slot, call, timeout }
     }
 }
 
@@ -262,6 +267,9 @@ pub struct ConnMut<'a> {
     slot: usize,
     /// `None` for a connection the shard no longer has (its last state).
     call: Option<ExternalCall>,
+    /// The connection's deadline before the call: the shard schedules a
+    /// timer after it only if the deadline moved (`Shard::touch`).
+    timeout: Option<Instant>,
 }
 
 impl ConnMut<'_> {
@@ -314,7 +322,11 @@ impl DerefMut for ConnMut<'_> {
 impl Drop for ConnMut<'_> {
     fn drop(&mut self) {
         if let Some(call) = self.call.take() {
+            let id = call.id();
             self.host.shard.end_external(call);
+            if self.host.shard.connection(id).map(|c| c.poll_timeout()) != Some(self.timeout) {
+                self.host.timers_changed();
+            }
             self.host.sync();
         }
     }

@@ -106,6 +106,7 @@ impl Network {
     pub fn add_link(&mut self, from: usize, to: usize, config: LinkConfig, seed: u64) {
         let (ip, mac) = (self.hosts[to].ip, self.hosts[to].mac);
         self.hosts[from].shard.learn_neighbor(self.now, ip, mac);
+        self.hosts[from].timers_changed();
         self.links.insert((from, to), Link::new(config, seed));
     }
 
@@ -173,6 +174,7 @@ impl Network {
     pub fn connect(&mut self, host: usize, port: u16, remote: SocketAddrV4) -> ConnId {
         let h = &mut self.hosts[host];
         let id = h.shard.connect_from(self.now, port, remote).expect("the shard refused the active open");
+        h.timers_changed();
         h.sync();
         ConnId { host, slot: h.slot_of(id).expect("a new connection has a handle") }
     }
@@ -210,6 +212,7 @@ impl Network {
         };
         let mut tx = Collect { frames: Vec::new() };
         let result = host.shard.with_conn_tx(now, shard_id, &mut tx, |c| c.send_with(max_len, f)).expect("a live handle's connection");
+        host.timers_changed();
         host.sync();
         let direct = !tx.frames.is_empty();
         for frame in tx.frames {
@@ -222,10 +225,16 @@ impl Network {
     pub fn flush(&mut self) {
         let now = self.now;
         for h in 0..self.hosts.len() {
+            // Nothing queued, no connection touched: `poll_transmit` would
+            // return `None` and change nothing.
+            if !self.hosts[h].shard.wants_transmit() {
+                continue;
+            }
             while let Some(n) = self.hosts[h].shard.poll_transmit(now, &mut self.buf) {
                 let frame = self.buf[..n].to_vec();
                 self.transmit(h, frame);
             }
+            self.hosts[h].timers_changed();
             self.hosts[h].sync();
         }
     }
@@ -278,6 +287,7 @@ impl Network {
         for h in &mut self.hosts {
             if h.poll_timeout().is_some_and(|t| t <= now) {
                 h.shard.handle_timeout(now, &mut h.app);
+                h.timers_changed();
                 h.sync();
             }
         }
@@ -293,6 +303,7 @@ impl Network {
             host.stats.probes_in += 1;
         }
         host.shard.handle_frame(now, frame, &mut host.app);
+        host.timers_changed();
         host.sync();
     }
 
