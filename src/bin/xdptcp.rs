@@ -429,6 +429,7 @@ fn connect(c: &Connect) -> Result<(), String> {
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         cfg.single_queue = queues == 1;
+        cfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let shard = Shard::<EchoClient>::new(cfg, key);
         if q == 0 {
             first = Some((shard, queue, handoff));
@@ -526,6 +527,7 @@ where
         let mut scfg = cfg.clone();
         scfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         scfg.single_queue = queues == 1;
+        scfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let mut shard = Shard::<A>::new(scfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));

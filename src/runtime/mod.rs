@@ -94,28 +94,36 @@ pub struct WorkerStats {
     pub kernel: crate::xdp::KernelStats,
 }
 
-/// A frame passed between cores, with the number of cores that have seen it.
-pub type Handed = (Vec<u8>, u8);
+/// A frame passed to the core that owns it.
+pub type Handed = Vec<u8>;
 
-/// How a worker reaches the others: frames matching no connection here go
-/// to the next core in a ring, until every core has seen them.
+/// How a worker reaches the others: a frame matching no connection here
+/// goes straight to the core that owns its tuple (`Verdict::Forward`),
+/// which handles it as the last hop.
 pub struct Handoff {
     pub inbox: Receiver<Handed>,
-    pub next: Option<Sender<Handed>>,
+    /// One sender per core, by index (none for this one).
+    pub peers: Vec<Option<Sender<Handed>>>,
     pub workers: u8,
 }
 
 impl Handoff {
-    /// The ring for `n` workers: one `Handoff` per worker, in order.
+    /// The hand-offs of `n` workers: one `Handoff` per worker, in order.
     pub fn ring(n: usize) -> Vec<Handoff> {
         let chans: Vec<_> = (0..n).map(|_| crossbeam::channel::unbounded::<Handed>()).collect();
         (0..n)
             .map(|i| Handoff {
                 inbox: chans[i].1.clone(),
-                next: (n > 1).then(|| chans[(i + 1) % n].0.clone()),
+                peers: (0..n).map(|j| (j != i).then(|| chans[j].0.clone())).collect(),
                 workers: n as u8,
             })
             .collect()
+    }
+
+    fn send(&self, core: u16, frame: Handed) {
+        if let Some(Some(peer)) = self.peers.get(usize::from(core)) {
+            let _ = peer.send(frame);
+        }
     }
 }
 
@@ -217,7 +225,7 @@ pub fn run_worker_with<A: App>(
     let clock = Clock::new();
     let mut idle = 0u32;
     let alone = handoff.workers <= 1;
-    let mut forward: Vec<Vec<u8>> = Vec::new();
+    let mut forward: Vec<(u16, Vec<u8>)> = Vec::new();
     shard.announce();
     // Shutdown: when `stop` is raised, connections are closed gracefully
     // and the loop runs on until they finish, for at most DRAIN; whatever
@@ -252,18 +260,12 @@ pub fn run_worker_with<A: App>(
         // Frames other cores could not place: ours, or the next core's turn.
         let mut handed = 0;
         let mut sent = 0;
-        while let Ok((frame, seen)) = handoff.inbox.try_recv() {
+        while let Ok(frame) = handoff.inbox.try_recv() {
             handed += 1;
             shard.count_handoff_in();
-            let last = seen + 1 >= handoff.workers;
             let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
-            let verdict = shard.handle_frame_tx(now, &frame, &mut app, last, &mut lent);
+            shard.handle_frame_tx(now, &frame, &mut app, true, &mut lent);
             sent += lent.sent;
-            if verdict == Verdict::Forward {
-                if let Some(next) = &handoff.next {
-                    let _ = next.send((frame, seen + 1));
-                }
-            }
         }
         queue.busy_poll();
         let got = queue.recv_with_tx(BATCH, |frame, tx| {
@@ -274,15 +276,13 @@ pub fn run_worker_with<A: App>(
             let mut lent = Lent { tx, pcap: &mut pcap, now, sent: 0 };
             let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
             sent += lent.sent;
-            if verdict == Verdict::Forward {
+            if let Verdict::Forward { core } = verdict {
                 // Counted by the shard; copied, since the frame goes back to the kernel.
-                forward.push(frame.to_vec());
+                forward.push((core, frame.to_vec()));
             }
         });
-        if let Some(next) = &handoff.next {
-            for frame in forward.drain(..) {
-                let _ = next.send((frame, 1));
-            }
+        for (core, frame) in forward.drain(..) {
+            handoff.send(core, frame);
         }
         let got = got + handed;
         while shard.wants_transmit() {

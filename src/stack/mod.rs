@@ -27,6 +27,7 @@
 //! an orphan holding send data when memory is out, is reset.
 
 pub mod arp;
+pub mod batch;
 pub mod send;
 pub mod table;
 pub mod wheel;
@@ -47,6 +48,7 @@ use crate::wire::{
 };
 
 use arp::NeighborCache;
+pub use batch::TxBatch;
 use send::Sender;
 pub use send::TxFrames;
 use table::{tuple, ConnTable, Entry};
@@ -129,6 +131,11 @@ pub struct StackConfig {
     /// The stack has this one queue and core: every reply lands here, so
     /// no active open relies on the hand-off (none is counted as one).
     pub single_queue: bool,
+    /// Which of the stack's shards this is, and how many there are: a
+    /// segment that matches nothing here goes to the shard that owns its
+    /// 4-tuple by a keyed hash ([`Shard::owner`]), and active opens whose
+    /// replies the NIC may steer elsewhere take only ports this shard owns.
+    pub cores: Cores,
     pub neighbor_timeout: Duration,
     pub arp_retry: Duration,
     pub arp_tries: u32,
@@ -154,6 +161,7 @@ impl StackConfig {
             ephemeral_ports: (32768, 60999),
             rss: None,
             single_queue: false,
+            cores: Cores::default(),
             neighbor_timeout: Duration::from_secs(60),
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
@@ -178,6 +186,21 @@ impl StackConfig {
     fn on_link(&self, ip: Ipv4Addr) -> bool {
         let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
         u32::from(ip) & mask == u32::from(self.ip) & mask
+    }
+}
+
+/// A shard's place among the stack's shards (one per queue and core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cores {
+    /// This shard, from 0.
+    pub index: u16,
+    /// Shards in the stack, at least 1.
+    pub count: u16,
+}
+
+impl Default for Cores {
+    fn default() -> Self {
+        Cores { index: 0, count: 1 }
     }
 }
 
@@ -267,10 +290,11 @@ impl ShardStats {
 pub enum Verdict {
     /// Handled here (or counted and dropped).
     Done,
-    /// A TCP segment matching no connection here: it may belong to another
-    /// core (the peer's queue choice changed, or this is the reply to an
-    /// active open made elsewhere). The caller passes it on.
-    Forward,
+    /// A TCP segment matching no connection here, owned by the shard
+    /// `core` (see [`Shard::owner`]): the reply to an active open made
+    /// there whose port the NIC steers elsewhere. The caller passes it on
+    /// to that shard, which handles it as the last hop.
+    Forward { core: u16 },
 }
 
 /// What a call into a connection may change in the shard's receive totals,
@@ -668,6 +692,10 @@ impl<A: App> Shard<A> {
                     if !rss.lands_here(p, port) {
                         continue;
                     }
+                } else if self.cfg.cores.count > 1 && self.owner(SocketAddrV4::new(addr, port), remote) != self.cfg.cores.index {
+                    // Replies may land on any queue: take a port whose
+                    // tuple this shard owns, so the hand-off finds it.
+                    continue;
                 }
                 match self.connect_local(now, SocketAddrV4::new(addr, port), remote) {
                     Ok(id) => return Ok(id),
@@ -739,7 +767,7 @@ impl<A: App> Shard<A> {
 
     /// Processes one frame in a multi-core stack. Unless `last_hop`, a TCP
     /// segment that matches no connection and no listener is not reset but
-    /// returned as `Verdict::Forward`, for the next core to look at.
+    /// returned as `Verdict::Forward` to the core that owns its tuple.
     pub fn handle_frame_checked(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool) -> Verdict {
         self.handle_frame_inner(now, frame, app, last_hop, None)
     }
@@ -755,10 +783,20 @@ impl<A: App> Shard<A> {
         self.last_hop = last_hop;
         self.verdict = Verdict::Done;
         self.handle_ethernet(now, frame, app, tx);
-        if self.verdict == Verdict::Forward {
+        if let Verdict::Forward { .. } = self.verdict {
             self.stats.handoffs_out += 1;
         }
         self.verdict
+    }
+
+    /// The shard that owns a 4-tuple nobody has yet: a keyed hash of it
+    /// (shards share the key), so every shard names the same owner and a
+    /// peer cannot aim at one. Active opens that cannot rely on the NIC's
+    /// steering take ports they own by this, so misdirected replies reach
+    /// them in one hop.
+    pub fn owner(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u16 {
+        let count = self.cfg.cores.count.max(1);
+        (self.isn.owner_hash(local, remote) % u32::from(count)) as u16
     }
 
     /// Counts a frame another core handed to us.
@@ -957,11 +995,14 @@ impl<A: App> Shard<A> {
                 }
             }
         }
-        // Not ours here; another core may own it. Every core has the same
-        // listeners, so a new SYN is settled here either way.
-        if !self.last_hop && !new_syn {
-            self.verdict = Verdict::Forward;
-            return;
+        // Not ours here; the core owning the tuple may have it. Every core
+        // has the same listeners, so a new SYN is settled here either way.
+        if !self.last_hop && !new_syn && self.cfg.cores.count > 1 {
+            let core = self.owner(local, remote);
+            if core != self.cfg.cores.index {
+                self.verdict = Verdict::Forward { core };
+                return;
+            }
         }
         // RFC 9293 §3.10.7.1: no connection, no listener (or no room): reset.
         if let Some(rst) = reset_for(seg) {
