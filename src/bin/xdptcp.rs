@@ -418,7 +418,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     log::info!("{line}");
     // Every queue gets a worker; queue 0's opens the connections, and replies
     // landing on other queues are handed to it over the ring.
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
@@ -512,7 +512,7 @@ where
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
         let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
@@ -660,7 +660,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
             "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
-            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
+            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in, "handoff_drops": w.handoff_drops,
             "zero_copy_sockets": u64::from(w.zero_copy),
             // How the socket is bound (read back from the kernel), and why
             // not zero-copy if the driver refused it.

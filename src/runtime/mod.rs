@@ -8,7 +8,10 @@
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
 
+pub mod handoff;
 pub mod host;
+
+pub use handoff::Handoff;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -92,39 +95,9 @@ pub struct WorkerStats {
     pub umem: crate::xdp::UmemInfo,
     /// What the kernel counted on the socket (drops before the stack).
     pub kernel: crate::xdp::KernelStats,
-}
-
-/// A frame passed to the core that owns it.
-pub type Handed = Vec<u8>;
-
-/// How a worker reaches the others: a frame matching no connection here
-/// goes straight to the core that owns its tuple (`Verdict::Forward`),
-/// which handles it as the last hop.
-pub struct Handoff {
-    pub inbox: Receiver<Handed>,
-    /// One sender per core, by index (none for this one).
-    pub peers: Vec<Option<Sender<Handed>>>,
-    pub workers: u8,
-}
-
-impl Handoff {
-    /// The hand-offs of `n` workers: one `Handoff` per worker, in order.
-    pub fn ring(n: usize) -> Vec<Handoff> {
-        let chans: Vec<_> = (0..n).map(|_| crossbeam::channel::unbounded::<Handed>()).collect();
-        (0..n)
-            .map(|i| Handoff {
-                inbox: chans[i].1.clone(),
-                peers: (0..n).map(|j| (j != i).then(|| chans[j].0.clone())).collect(),
-                workers: n as u8,
-            })
-            .collect()
-    }
-
-    fn send(&self, core: u16, frame: Handed) {
-        if let Some(Some(peer)) = self.peers.get(usize::from(core)) {
-            let _ = peer.send(frame);
-        }
-    }
+    /// Frames for another core dropped because its hand-off lane from
+    /// this one was full (or the frame longer than a lane's buffers).
+    pub handoff_drops: u64,
 }
 
 /// Requests the control thread sends a worker; answered between batches,
@@ -134,7 +107,7 @@ pub enum Control {
     Connections(Sender<Vec<ConnInfo>>),
 }
 
-fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
+fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue, handoff: &Handoff) {
     match req {
         Control::Stats(reply) => {
             let (mut sent, mut valid) = (0u64, 0u64);
@@ -170,6 +143,7 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
                 zero_copy: queue.zero_copy().unwrap_or(false),
                 umem: queue.umem_info(),
                 kernel: queue.kernel_stats().unwrap_or_default(),
+                handoff_drops: handoff.drops(),
             });
         }
         Control::Connections(reply) => {
@@ -219,13 +193,12 @@ pub fn run_worker_with<A: App>(
     stop: &AtomicBool,
     mut pcap: Option<Capture>,
     control: Receiver<Control>,
-    handoff: Handoff,
+    mut handoff: Handoff,
     mut driver: impl FnMut(Instant, &mut Shard<A>, &mut A) -> Option<Instant>,
 ) -> (Shard<A>, A, XskQueue) {
     let clock = Clock::new();
     let mut idle = 0u32;
     let alone = handoff.workers <= 1;
-    let mut forward: Vec<(u16, Vec<u8>)> = Vec::new();
     shard.announce();
     // Shutdown: when `stop` is raised, connections are closed gracefully
     // and the loop runs on until they finish, for at most DRAIN; whatever
@@ -258,15 +231,13 @@ pub fn run_worker_with<A: App>(
         shard.handle_timeout(now, &mut app);
         let wake = driver(now, &mut shard, &mut app);
         // Frames other cores could not place: ours, or the next core's turn.
-        let mut handed = 0;
         let mut sent = 0;
-        while let Ok(frame) = handoff.inbox.try_recv() {
-            handed += 1;
+        let handed = handoff.recv(|frame| {
             shard.count_handoff_in();
             let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
-            shard.handle_frame_tx(now, &frame, &mut app, true, &mut lent);
+            shard.handle_frame_tx(now, frame, &mut app, true, &mut lent);
             sent += lent.sent;
-        }
+        });
         queue.busy_poll();
         let got = queue.recv_with_tx(BATCH, |frame, tx| {
             if let Some(p) = pcap.as_mut() {
@@ -277,13 +248,11 @@ pub fn run_worker_with<A: App>(
             let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
             sent += lent.sent;
             if let Verdict::Forward { core } = verdict {
-                // Counted by the shard; copied, since the frame goes back to the kernel.
-                forward.push((core, frame.to_vec()));
+                // Counted by the shard; copied into the owner's lane, since
+                // the frame goes back to the kernel.
+                handoff.send(core, frame);
             }
         });
-        for (core, frame) in forward.drain(..) {
-            handoff.send(core, frame);
-        }
         let got = got + handed;
         while shard.wants_transmit() {
             let Some(true) = queue.send_with(|buf| {
@@ -299,7 +268,7 @@ pub fn run_worker_with<A: App>(
         }
         queue.flush();
         while let Ok(req) = control.try_recv() {
-            answer(req, &shard, &mut queue);
+            answer(req, &shard, &mut queue, &handoff);
         }
         if got == 0 && sent == 0 {
             idle += 1;
