@@ -28,6 +28,7 @@
 
 pub mod arp;
 pub mod batch;
+mod lend;
 pub mod send;
 pub mod table;
 pub mod wheel;

@@ -84,6 +84,17 @@ pub trait Rings {
     /// # Safety
     /// The frame is ours and on no ring.
     unsafe fn write(&mut self, desc: &mut Self::Desc, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> usize;
+    /// Where the whole of `desc`'s frame lies in the UMEM's memory, for
+    /// writing in place: its start and its length (the frame's capacity).
+    /// The memory is not in `self`; it stays mapped while `self` lives, or
+    /// for good after [`Rings::keep_mapped`].
+    ///
+    /// # Safety
+    /// The frame is ours and on no ring.
+    unsafe fn frame_mem(&mut self, desc: &mut Self::Desc) -> (std::ptr::NonNull<u8>, usize);
+    /// Keeps the UMEM mapped after `self` is dropped, for good: frames
+    /// lent out still point into it.
+    fn keep_mapped(&self);
 }
 
 /// The production backend: xsk-rs rings of one bound socket and its UMEM.
@@ -210,5 +221,20 @@ impl Rings for XskRings {
             }
             None => 0,
         }
+    }
+    #[inline]
+    unsafe fn frame_mem(&mut self, desc: &mut FrameDesc) -> (std::ptr::NonNull<u8>, usize) {
+        // SAFETY: the caller guarantees we own this frame of this UMEM and
+        // that it is on no ring; the pointer outlives the borrow, into the
+        // UMEM's mapping (not into `self`).
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let cap = data.cursor().buf_len();
+        data.cursor().set_pos(cap);
+        let buf = data.contents_mut();
+        (std::ptr::NonNull::new(buf.as_mut_ptr()).expect("UMEM memory is not null"), buf.len())
+    }
+    fn keep_mapped(&self) {
+        // The mapping goes when the last handle to the UMEM does.
+        std::mem::forget(self.umem.clone());
     }
 }
