@@ -682,7 +682,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
             // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
             // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
-            // on the completion ring; held: by connections (0, the stack copies).
+            // on the completion ring; held: lent to the worker (its TX batch; the stack copies what it receives).
             "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
             "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
             "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,

@@ -116,10 +116,71 @@ impl XskRings {
         self.rx.fd().as_raw_fd()
     }
 
+    /// The socket's XDP_OPTIONS (getsockopt).
+    pub(super) fn xdp_options(&self) -> io::Result<libc::xdp_options> {
+        let mut opts = libc::xdp_options { flags: 0 };
+        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `opts` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(opts)
+    }
+
+    /// The socket's XDP_STATISTICS (getsockopt).
+    pub(super) fn xdp_statistics(&self) -> io::Result<libc::xdp_statistics> {
+        // SAFETY: xdp_statistics is plain integers; all-zero is valid.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut st as *mut libc::xdp_statistics).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// Sets an integer SOL_SOCKET option on the socket.
+    pub(super) fn set_socket_option(&self, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        // SAFETY: the fd is our open AF_XDP socket; `value` lives across
+        // the call and its exact size is passed.
+        let rc = unsafe {
+            libc::setsockopt(self.fd(), libc::SOL_SOCKET, opt, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Drives the driver's NAPI once: a non-blocking zero-length `recvfrom`.
+    pub(super) fn poll_napi(&self) {
+        // SAFETY: a zero-length recvfrom on our own socket with no buffer
+        // and no address; the kernel writes nothing.
+        let _ = unsafe { libc::recvfrom(self.fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+
     /// Blocks up to `timeout_ms` for received frames.
     pub(super) fn poll_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
         self.rx.poll(timeout_ms)
     }
+}
+
+/// Binds a socket to `name` queue `queue` over `umem`, with its rings.
+pub(super) fn new_socket(
+    cfg: xsk_rs::config::SocketConfig,
+    umem: &Umem,
+    name: &xsk_rs::config::Interface,
+    queue: u32,
+) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError> {
+    // SAFETY: each (interface, queue) is bound once per UMEM (the caller
+    // makes a fresh UMEM per attempt), and the program is loaded by us
+    // (INHIBIT_PROG_LOAD), as the crate requires.
+    unsafe { xsk_rs::Socket::new(cfg, umem, name, queue) }
 }
 
 /// The kernel's XDP_PKT_CONTD (include/uapi/linux/if_xdp.h).

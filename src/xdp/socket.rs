@@ -3,14 +3,20 @@
 //!
 //! # Frame ownership
 //! A UMEM frame is owned either by us or by the kernel. Frames we own are
-//! [`Frame`]s: not `Copy`, not `Clone`, so handing one to a ring moves it
-//! and code can no longer touch it; frames come back only from the kernel's
-//! RX and completion rings. Received frames go straight back to the fill
-//! ring after the stack has looked at them (it copies what it keeps).
+//! values of the types in [`super::umem`]: [`FreeFrame`] (the free list),
+//! [`RxFrame`] (received, handed out by [`XskQueue::recv_frames`], read with
+//! [`XskQueue::rx_bytes`], given back with [`XskQueue::release`]) and
+//! [`TxFrame`] (lent by [`XskQueue::lend_tx`], written through `AsMut`,
+//! queued with [`XskQueue::submit`] or returned with
+//! [`XskQueue::give_back`]). None is `Copy` or `Clone`: handing one to a
+//! ring moves it, and code can no longer touch it; frames come back only
+//! from the kernel's RX and completion rings. A lent TxFrame keeps its TX
+//! ring slot (the longest chain's, multi-buffer), so submitting it never
+//! fails.
 //!
 //! Frame accounting: `fill + rx + tx + completion + free + held = total`
-//! (see [`FrameCounts`]); debug builds check it after every `recv` and
-//! `flush`.
+//! (see [`FrameCounts`]; `held`: RxFrames and TxFrames out of the queue's
+//! hands); debug builds check it after every `recv_frames` and `flush`.
 //!
 //! # Multi-buffer (jumbo frames)
 //! When the largest frame (MTU + 14) does not fit in one UMEM frame, the
@@ -19,15 +25,17 @@
 //! (Documentation/networking/af_xdp.rst, "Multi-Buffer Support").
 //! - RX: the kernel posts a packet's descriptors all at once, but a batch
 //!   taken off the ring may end inside a chain. A single-descriptor packet
-//!   is handed over in place, as before; a chain is copied into a scratch
-//!   buffer, across batches if need be, and handed over whole. Its frames go
-//!   back to the fill ring straight away, so no frame is held.
-//! - TX: with multi-buffer on, the sender writes into a scratch buffer of
-//!   MTU + 14 bytes; what fits one frame is copied into one, anything longer
-//!   is split over a chain. The chain goes on the TX ring whole or not at
-//!   all, and only once the ring has room and the free list has frames for
-//!   the longest chain the MTU can need, so a full ring never splits a
-//!   packet and the sender's frame is never lost.
+//!   is handed over in place; a chain is copied into one of the queue's
+//!   preallocated reassembly buffers, across batches if need be, and handed
+//!   over whole (an RxFrame naming the buffer). Its frames go back to the
+//!   fill ring straight away. With every buffer held, a chain is dropped
+//!   and counted.
+//! - TX: with multi-buffer on, a lent TxFrame is a scratch buffer of
+//!   MTU + 14 bytes; on submit, what fits one frame is copied into one,
+//!   anything longer is split over a chain. Lending keeps TX ring room and
+//!   free frames for the longest chain the MTU can need, so the chain goes
+//!   on the ring whole, a full ring never splits a packet and the sender's
+//!   frame is never lost.
 //!
 //! The logic is generic over the [`Rings`] backend: xsk-rs in production,
 //! a fake kernel over anonymous memory in the unit tests.
@@ -37,11 +45,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{Socket, Umem};
+use xsk_rs::Umem;
 
 use super::bind::{huge_pages_plan, wait_for_huge_pages, zero_copy_advice, zero_copy_refusal, BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 use super::rings::{Rings, XskRings};
 use super::umem::{FreeFrame, RxFrame, UmemRings};
+#[cfg(doc)]
+use super::umem::TxFrame;
 
 /// Kicks per flush at most: a full 2048-slot ring in copy mode's batches of 32.
 const MAX_KICKS: u32 = 64;
@@ -173,8 +183,10 @@ pub struct FrameCounts {
     pub completion: usize,
     /// Ours, on the free list.
     pub free: usize,
-    /// Held by connections. Always 0: the stack copies what it keeps, and
-    /// every received frame goes straight back to the fill ring.
+    /// Out of the queue's hands: received frames handed out as RxFrames
+    /// and not yet back on the fill ring, and TX frames lent as TxFrames.
+    /// Between loop iterations only the worker's lent TX frames (the stack
+    /// copies what it keeps).
     pub held: usize,
     /// Frames in the UMEM.
     pub total: usize,
@@ -353,15 +365,7 @@ impl XskQueue<XskRings> {
     /// Whether the kernel bound this socket in zero-copy mode (else copy),
     /// read back with getsockopt(XDP_OPTIONS).
     pub fn zero_copy(&self) -> io::Result<bool> {
-        let mut opts = libc::xdp_options { flags: 0 };
-        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: `opts` and `len` are valid for writes of the sizes given,
-        // and the fd is this queue's open AF_XDP socket.
-        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut len) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+        Ok(self.umem.rings.xdp_options()?.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 
     /// The kernel's counters for this socket (getsockopt XDP_STATISTICS):
@@ -369,15 +373,7 @@ impl XskQueue<XskRings> {
     /// empty, and invalid descriptors. Frames the stack never saw are
     /// counted here.
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        // SAFETY: xdp_statistics is plain integers; all-zero is valid.
-        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes of the sizes given,
-        // and the fd is this queue's open AF_XDP socket.
-        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut st as *mut libc::xdp_statistics).cast(), &mut len) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let st = self.umem.rings.xdp_statistics()?;
         Ok(KernelStats {
             rx_dropped: st.rx_dropped,
             rx_invalid_descs: st.rx_invalid_descs,
@@ -399,19 +395,7 @@ impl XskQueue<XskRings> {
     /// in interrupts (see `busy_poll`). Fails where the kernel refuses an
     /// option; veth in copy mode accepts them but has nothing to poll.
     pub fn enable_busy_poll(&mut self, usecs: u32, budget: u32) -> io::Result<()> {
-        let fd = self.fd();
-        let set = |opt: libc::c_int, value: libc::c_int| -> io::Result<()> {
-            // SAFETY: `fd` is our open AF_XDP socket; `value` lives across
-            // the call and its exact size is passed.
-            let rc = unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
+        let set = |opt: libc::c_int, value: libc::c_int| self.umem.rings.set_socket_option(opt, value);
         set(libc::SO_PREFER_BUSY_POLL, 1)?;
         set(libc::SO_BUSY_POLL, usecs.min(i32::MAX as u32) as libc::c_int)?;
         set(libc::SO_BUSY_POLL_BUDGET, budget.min(i32::MAX as u32) as libc::c_int)?;
@@ -425,9 +409,7 @@ impl XskQueue<XskRings> {
         if !self.umem.rings.busy_poll {
             return;
         }
-        // SAFETY: a zero-length recvfrom on our own socket with no buffer
-        // and no address; the kernel writes nothing.
-        let _ = unsafe { libc::recvfrom(self.fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+        self.umem.rings.poll_napi();
     }
 
     /// Blocks up to `timeout` for received frames.
@@ -473,9 +455,7 @@ fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, so
             }
             Err(err) => return Err(SocketError::Umem(err.to_string())),
         };
-        // SAFETY: each (interface, queue) is bound once per UMEM, and the
-        // program is loaded by us (INHIBIT_PROG_LOAD), as the crate requires.
-        match unsafe { Socket::new(sock_cfg, &umem, name, queue) } {
+        match super::rings::new_socket(sock_cfg, &umem, name, queue) {
             Ok(s) => return Ok((umem, descs, s)),
             Err(err) => {
                 // Keep the errno: EBUSY is retried, and a refused zero-copy
