@@ -40,7 +40,7 @@ use crate::app::{App, Conn, ConnId};
 use crate::rss::RssSelector;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Event, Listener, ListenerConfig, RxBudget, State, SynOutcome, SEND_MEMORY_FLOOR};
+use crate::tcp::{reset_for, Config, Connection, Event, Handle, Listener, ListenerConfig, RxBudget, State, SynOutcome, SEND_MEMORY_FLOOR};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IcmpEchoKind, IcmpEchoRepr, IcmpPacket,
@@ -473,7 +473,7 @@ impl<A: App> Shard<A> {
         let before = self.begin_call(id)?;
         let e = self.table.get_mut(id)?;
         let mut tx = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-        let r = f(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut tx));
+        let r = f(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut tx));
         self.touch(id);
         self.end_call(id, before);
         Some(r)
@@ -1027,17 +1027,16 @@ impl<A: App> Shard<A> {
         }
         let Some(before) = self.begin_call(id) else { return };
         let Some(e) = self.table.get_mut(id) else { return };
-        let direct = e.conn.handle_segment_direct(now, seg);
-        if !direct.is_empty() {
-            // A connection's first data can ride on the handshake's last ACK:
-            // announce it before handing over data.
-            if !e.announced && e.conn.state().is_synchronized() {
-                e.conn.complete_direct(direct);
-            } else {
-                let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                let n = app.on_data(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out), direct).min(direct.len());
-                e.conn.complete_direct(&direct[n..]);
-            }
+        let mut delivery = e.conn.handle_segment_direct(now, seg);
+        let direct = delivery.payload();
+        // A connection's first data can ride on the handshake's last ACK:
+        // announce it before handing over data.
+        if !direct.is_empty() && (e.announced || !delivery.state().is_synchronized()) {
+            let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
+            let n = app.on_data(&mut Conn::with_transmit(id, delivery.handle(), &mut e.state, &mut out), direct);
+            delivery.complete(n);
+        } else {
+            delivery.complete(0);
         }
         self.after_io(now, id, app, tx);
         self.end_call(id, before);
@@ -1061,7 +1060,7 @@ impl<A: App> Shard<A> {
                     e.announced = true;
                     e.connecting = false;
                     let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                    let mut c = Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out);
+                    let mut c = Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out);
                     if e.passive {
                         app.on_accept(&mut c);
                     } else {
@@ -1080,7 +1079,7 @@ impl<A: App> Shard<A> {
                     self.offer_buffered(now, id, app, lend(&mut tx));
                     if let Some(e) = self.table.get_mut(id) {
                         let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                        app.on_writable(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out));
+                        app.on_writable(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out));
                     }
                 }
                 Event::PeerClosed => {
@@ -1088,7 +1087,7 @@ impl<A: App> Shard<A> {
                     self.offer_buffered(now, id, app, lend(&mut tx));
                     if let Some(e) = self.table.get_mut(id) {
                         let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                        app.on_peer_closed(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out));
+                        app.on_peer_closed(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out));
                     }
                 }
                 Event::Closed(_) => {
@@ -1122,7 +1121,7 @@ impl<A: App> Shard<A> {
             self.scratch.extend_from_slice(b);
             e.conn.begin_read();
             let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-            let n = app.on_data(&mut Conn::with_transmit(id, &mut e.conn, &mut e.state, &mut out), &self.scratch).min(self.scratch.len());
+            let n = app.on_data(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out), &self.scratch).min(self.scratch.len());
             e.conn.end_read(n);
             if n == 0 {
                 return;

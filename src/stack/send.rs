@@ -23,7 +23,7 @@
 use std::net::Ipv4Addr;
 
 use crate::app::Transmit;
-use crate::tcp::{Connection, SendError};
+use crate::tcp::{Handle, SendError};
 use crate::time::Instant;
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr};
 
@@ -50,7 +50,7 @@ pub(super) struct Sender<'a> {
 }
 
 impl Transmit for Sender<'_> {
-    fn send_with(&mut self, conn: &mut Connection, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError> {
+    fn send_with(&mut self, conn: &mut Handle<'_>, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError> {
         if let Some((now, frames)) = self.frames.as_mut() {
             if let Some(n) = direct(*now, &mut **frames, self.cfg, self.arp, conn, max_len, f) {
                 if n > 0 {
@@ -74,7 +74,7 @@ fn direct(
     frames: &mut dyn TxFrames,
     cfg: &StackConfig,
     arp: &NeighborCache,
-    conn: &mut Connection,
+    conn: &mut Handle<'_>,
     max_len: usize,
     f: &mut dyn FnMut(&mut [u8]) -> usize,
 ) -> Option<usize> {
