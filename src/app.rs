@@ -8,10 +8,15 @@
 
 use crate::tcp::{CloseReason, Connection, Handle, SendError, Shutdown, State};
 
-/// What a shard lends a [`Conn`] during a callback so that
-/// [`Conn::send_with`] can put the application's bytes straight into a TX
-/// frame: the frames, the link addresses, the counters.
-pub trait Transmit {
+/// How `Conn::send_with` reaches the TX frames the runtime lent the
+/// shard (the shard's `Sender` over its `TxBatch<F>`).
+///
+/// The one trait object on the send path, and only here, at the
+/// application boundary: `App` is not generic over the runtime's frame
+/// type (its callbacks take a `Conn<'_, State>`), so `Conn` cannot name
+/// the shard's `TxBatch<F>`; this erases `F` for the callback. Everything
+/// below it (the shard, the batch, the engine) is generic and static.
+pub(crate) trait LentFrames {
     /// `Conn::send_with` for `conn`: `f` writes into a TX frame after the
     /// headers when the data can go at once, else into the send buffer.
     /// `f` is called at most once (later calls return 0).
@@ -54,7 +59,8 @@ pub struct Conn<'a, S> {
     id: ConnId,
     conn: Handle<'a>,
     state: &'a mut S,
-    tx: Option<&'a mut dyn Transmit>,
+    /// The shard's lent TX frames; none for a connection on its own.
+    tx: Option<&'a mut dyn LentFrames>,
 }
 
 impl<'a, S> Conn<'a, S> {
@@ -62,8 +68,9 @@ impl<'a, S> Conn<'a, S> {
     pub fn new(id: ConnId, conn: &'a mut Connection, state: &'a mut S) -> Self {
         Conn { id, conn: Handle::new(conn), state, tx: None }
     }
-    /// A connection whose `send_with` may write straight into TX frames.
-    pub fn with_transmit(id: ConnId, conn: Handle<'a>, state: &'a mut S, tx: &'a mut dyn Transmit) -> Self {
+    /// A connection whose `send_with` may write straight into TX frames
+    /// (the shard makes these, in `Shard::call`).
+    pub(crate) fn with_frames(id: ConnId, conn: Handle<'a>, state: &'a mut S, tx: &'a mut dyn LentFrames) -> Self {
         Conn { id, conn, state, tx: Some(tx) }
     }
     pub fn id(&self) -> ConnId {

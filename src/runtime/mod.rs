@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::app::App;
-use crate::stack::{ShardStats, TxFrames, Verdict};
+use crate::stack::{ShardStats, TxBatch, Verdict};
 use crate::xdp::{QueueStats, XskRings, XskTx};
 use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
@@ -226,6 +226,7 @@ pub fn run_worker_with<A: App>(
     let mut idle = 0u32;
     let alone = handoff.workers <= 1;
     let mut forward: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut lent = Lent::new();
     shard.announce();
     // Shutdown: when `stop` is raised, connections are closed gracefully
     // and the loop runs on until they finish, for at most DRAIN; whatever
@@ -263,9 +264,8 @@ pub fn run_worker_with<A: App>(
         while let Ok(frame) = handoff.inbox.try_recv() {
             handed += 1;
             shard.count_handoff_in();
-            let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
-            shard.handle_frame_tx(now, &frame, &mut app, true, &mut lent);
-            sent += lent.sent;
+            shard.handle_frame_tx(now, &frame, &mut app, true, &mut lent.batch);
+            sent += lent.submit(&mut queue.tx(), &mut pcap, now);
         }
         queue.busy_poll();
         let got = queue.recv_with_tx(BATCH, |frame, tx| {
@@ -273,9 +273,8 @@ pub fn run_worker_with<A: App>(
                 let _ = p.write(now, frame);
             }
             // Free TX frames lent for the callbacks' `Conn::send_with`.
-            let mut lent = Lent { tx, pcap: &mut pcap, now, sent: 0 };
-            let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
-            sent += lent.sent;
+            let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent.batch);
+            sent += lent.submit(tx, &mut pcap, now);
             if let Verdict::Forward { core } = verdict {
                 // Counted by the shard; copied, since the frame goes back to the kernel.
                 forward.push((core, frame.to_vec()));
@@ -318,29 +317,45 @@ pub fn run_worker_with<A: App>(
     (shard, app, queue)
 }
 
-/// A queue's free TX frames lent to the shard during a receive: frames the
-/// callbacks write with `Conn::send_with` are queued at once (and captured).
-struct Lent<'a, 'b> {
-    tx: &'a mut XskTx<'b, XskRings>,
-    pcap: &'a mut Option<Capture>,
-    now: Instant,
-    sent: usize,
+/// TX frames lent to the shard during a receive, for the callbacks'
+/// `Conn::send_with`: scratch frames (allocated once), whose filled ones
+/// are copied into free UMEM frames and queued (and captured) after each
+/// received frame. A stopgap until the loop lends UMEM frames themselves;
+/// a frame filled when no TX slot is free is lost (and retransmitted by
+/// TCP).
+struct Lent {
+    batch: TxBatch<Vec<u8>>,
+    filled: Vec<(Vec<u8>, usize)>,
 }
 
-impl TxFrames for Lent<'_, '_> {
-    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-        let (pcap, now) = (&mut *self.pcap, self.now);
-        let queued = self.tx.send_with(|buf| {
-            let n = f(buf);
-            if n == 0 {
-                return None;
-            }
-            if let Some(p) = pcap.as_mut() {
-                let _ = p.write(now, &buf[..n]);
-            }
-            Some(n)
-        });
-        self.sent += usize::from(queued == Some(true));
-        queued.is_some()
+/// Scratch frames lent per received frame.
+const LENT: usize = 8;
+
+impl Lent {
+    fn new() -> Self {
+        let mut batch = TxBatch::with_capacity(LENT);
+        for _ in 0..LENT {
+            batch.lend(vec![0u8; 2048]);
+        }
+        Lent { batch, filled: Vec::with_capacity(LENT) }
+    }
+
+    /// Queues the frames filled; returns how many were queued.
+    fn submit(&mut self, tx: &mut XskTx<'_, XskRings>, pcap: &mut Option<Capture>, now: Instant) -> usize {
+        self.filled.extend(self.batch.drain_filled());
+        let mut sent = 0;
+        for (frame, n) in self.filled.drain(..) {
+            let queued = tx.send_with(|buf| {
+                let n = n.min(buf.len());
+                buf[..n].copy_from_slice(&frame[..n]);
+                if let Some(p) = pcap.as_mut() {
+                    let _ = p.write(now, &buf[..n]);
+                }
+                Some(n)
+            });
+            sent += usize::from(queued == Some(true));
+            self.batch.lend(frame);
+        }
+        sent
     }
 }

@@ -50,7 +50,6 @@ use crate::wire::{
 use arp::NeighborCache;
 pub use batch::TxBatch;
 use send::Sender;
-pub use send::TxFrames;
 use table::{tuple, ConnTable, Entry};
 use wheel::TimerWheel;
 
@@ -460,20 +459,16 @@ impl<A: App> Shard<A> {
 
     /// Runs `f` on a connection, as the application sees it.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
-        self.with_conn_inner(Instant::ZERO, id, None, f)
+        self.with_conn_tx(Instant::ZERO, id, &mut no_frames(), f)
     }
 
     /// [`Shard::with_conn`] with free TX frames lent: `Conn::send_with`
-    /// in `f` may write straight into them (see [`send`]).
-    pub fn with_conn_tx<R>(&mut self, now: Instant, id: ConnId, tx: &mut dyn TxFrames, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
-        self.with_conn_inner(now, id, Some(tx), f)
-    }
-
-    fn with_conn_inner<R>(&mut self, now: Instant, id: ConnId, mut tx: Option<&mut dyn TxFrames>, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
+    /// in `f` may write straight into them (see [`send`]); the runtime
+    /// submits the frames filled.
+    pub fn with_conn_tx<F: AsMut<[u8]>, R>(&mut self, now: Instant, id: ConnId, tx: &mut TxBatch<F>, f: impl FnOnce(&mut Conn<'_, A::State>) -> R) -> Option<R> {
         let before = self.begin_call(id)?;
         let e = self.table.get_mut(id)?;
-        let mut tx = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-        let r = f(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut tx));
+        let r = call(Sender::new(&self.cfg, &self.arp, &mut self.stats, &mut Io { now, tx }), id, Handle::new(&mut e.conn), &mut e.state, f);
         self.touch(id);
         self.end_call(id, before);
         Some(r)
@@ -485,8 +480,9 @@ impl<A: App> Shard<A> {
     /// memory and reopens the window.
     pub fn resume_reading(&mut self, now: Instant, id: ConnId, app: &mut A) {
         let Some(before) = self.begin_call(id) else { return };
-        self.offer_buffered(now, id, app, None);
-        self.after_io(now, id, app, None);
+        let io = &mut Io { now, tx: &mut no_frames() };
+        self.offer_buffered(io, id, app);
+        self.after_io(io, id, app);
         self.end_call(id, before);
     }
 
@@ -769,20 +765,16 @@ impl<A: App> Shard<A> {
     /// segment that matches no connection and no listener is not reset but
     /// returned as `Verdict::Forward` to the core that owns its tuple.
     pub fn handle_frame_checked(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool) -> Verdict {
-        self.handle_frame_inner(now, frame, app, last_hop, None)
+        self.handle_frame_tx(now, frame, app, last_hop, &mut no_frames())
     }
 
     /// [`Shard::handle_frame_checked`] with free TX frames lent: during
     /// the callbacks, `Conn::send_with` may write straight into them (see
-    /// [`send`]).
-    pub fn handle_frame_tx(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool, tx: &mut dyn TxFrames) -> Verdict {
-        self.handle_frame_inner(now, frame, app, last_hop, Some(tx))
-    }
-
-    fn handle_frame_inner(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool, tx: Option<&mut dyn TxFrames>) -> Verdict {
+    /// [`send`]); the runtime submits the frames filled.
+    pub fn handle_frame_tx<F: AsMut<[u8]>>(&mut self, now: Instant, frame: &[u8], app: &mut A, last_hop: bool, tx: &mut TxBatch<F>) -> Verdict {
         self.last_hop = last_hop;
         self.verdict = Verdict::Done;
-        self.handle_ethernet(now, frame, app, tx);
+        self.handle_ethernet(&mut Io { now, tx }, frame, app);
         if let Verdict::Forward { .. } = self.verdict {
             self.stats.handoffs_out += 1;
         }
@@ -804,7 +796,8 @@ impl<A: App> Shard<A> {
         self.stats.handoffs_in += 1;
     }
 
-    fn handle_ethernet(&mut self, now: Instant, frame: &[u8], app: &mut A, tx: Option<&mut dyn TxFrames>) {
+    fn handle_ethernet<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, frame: &[u8], app: &mut A) {
+        let now = io.now;
         self.stats.frames_in += 1;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.stats.malformed += 1;
@@ -817,7 +810,7 @@ impl<A: App> Shard<A> {
         }
         match eth.ethertype() {
             EtherType::Arp => self.handle_arp(now, eth.src_addr(), &frame[ETH..]),
-            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr(), &frame[ETH..], app, tx),
+            EtherType::Ipv4 => self.handle_ipv4(io, eth.src_addr(), &frame[ETH..], app),
             EtherType::Unknown(_) => self.stats.not_ours += 1,
         }
     }
@@ -850,7 +843,8 @@ impl<A: App> Shard<A> {
         }
     }
 
-    fn handle_ipv4(&mut self, now: Instant, src_mac: EthernetAddress, bytes: &[u8], app: &mut A, tx: Option<&mut dyn TxFrames>) {
+    fn handle_ipv4<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, src_mac: EthernetAddress, bytes: &[u8], app: &mut A) {
+        let now = io.now;
         let Ok(packet) = Ipv4Packet::new_checked(bytes) else {
             self.stats.malformed += 1;
             return;
@@ -894,7 +888,7 @@ impl<A: App> Shard<A> {
         let payload = packet.payload();
         match repr.protocol {
             IpProtocol::Icmp => self.handle_icmp(src_mac, &repr, payload),
-            IpProtocol::Tcp => self.handle_tcp(now, &repr, payload, app, tx),
+            IpProtocol::Tcp => self.handle_tcp(io, &repr, payload, app),
             _ => self.stats.not_ours += 1,
         }
     }
@@ -917,7 +911,7 @@ impl<A: App> Shard<A> {
         self.push_control(frame);
     }
 
-    fn handle_tcp(&mut self, now: Instant, ip: &Ipv4Repr, bytes: &[u8], app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
+    fn handle_tcp<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, ip: &Ipv4Repr, bytes: &[u8], app: &mut A) {
         let seg = match TcpPacket::new_checked(bytes) {
             Ok(p) => match TcpRepr::parse(&p, ip.src_addr, ip.dst_addr, true) {
                 Ok(s) => s,
@@ -947,15 +941,16 @@ impl<A: App> Shard<A> {
                 // application may still be owed its `on_closed`.
                 State::Closed => self.retire(id, app),
                 _ => {
-                    self.deliver(now, id, &seg, app, lend(&mut tx));
+                    self.deliver(io, id, &seg, app);
                     return;
                 }
             }
         }
-        self.handle_unmatched(now, local, remote, &seg, app, tx);
+        self.handle_unmatched(io, local, remote, &seg, app);
     }
 
-    fn handle_unmatched(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
+    fn handle_unmatched<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>, app: &mut A) {
+        let now = io.now;
         let full = self.table.len() >= self.cfg.max_connections;
         let new_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
@@ -987,10 +982,10 @@ impl<A: App> Shard<A> {
                     let id = self.table.insert(new_entry(*conn, true));
                     // `on_accept` may send (or close): accounted as any call.
                     if let Some(before) = self.begin_call(id) {
-                        self.after_io(now, id, app, lend(&mut tx));
+                        self.after_io(io, id, app);
                         self.end_call(id, before);
                     }
-                    self.deliver(now, id, seg, app, tx);
+                    self.deliver(io, id, seg, app);
                     return;
                 }
             }
@@ -1015,7 +1010,7 @@ impl<A: App> Shard<A> {
 
     /// Feeds a segment to a connection; in-order payload goes to the
     /// application in place.
-    fn deliver(&mut self, now: Instant, id: ConnId, seg: &TcpRepr<'_>, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
+    fn deliver<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, id: ConnId, seg: &TcpRepr<'_>, app: &mut A) {
         let Some(e) = self.table.get_mut(id) else { return };
         if e.half_open && e.conn.state() == State::SynReceived && seg.flags.ack() {
             let port = e.conn.local().port();
@@ -1027,24 +1022,23 @@ impl<A: App> Shard<A> {
         }
         let Some(before) = self.begin_call(id) else { return };
         let Some(e) = self.table.get_mut(id) else { return };
-        let mut delivery = e.conn.handle_segment_direct(now, seg);
+        let mut delivery = e.conn.handle_segment_direct(io.now, seg);
         let direct = delivery.payload();
         // A connection's first data can ride on the handshake's last ACK:
         // announce it before handing over data.
         if !direct.is_empty() && (e.announced || !delivery.state().is_synchronized()) {
-            let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-            let n = app.on_data(&mut Conn::with_transmit(id, delivery.handle(), &mut e.state, &mut out), direct);
+            let n = call(Sender::new(&self.cfg, &self.arp, &mut self.stats, io), id, delivery.handle(), &mut e.state, |c| app.on_data(c, direct));
             delivery.complete(n);
         } else {
             delivery.complete(0);
         }
-        self.after_io(now, id, app, tx);
+        self.after_io(io, id, app);
         self.end_call(id, before);
     }
 
     /// Runs the application callbacks for a connection's events and keeps
     /// its bookkeeping (dirty list, timer, TIME_WAIT count) current.
-    fn after_io(&mut self, now: Instant, id: ConnId, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
+    fn after_io<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, id: ConnId, app: &mut A) {
         loop {
             let Some(e) = self.table.get_mut(id) else { return };
             let Some(ev) = e.conn.poll_event() else { break };
@@ -1059,35 +1053,34 @@ impl<A: App> Shard<A> {
                     }
                     e.announced = true;
                     e.connecting = false;
-                    let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                    let mut c = Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out);
-                    if e.passive {
-                        app.on_accept(&mut c);
-                    } else {
-                        app.on_connected(&mut c);
-                    }
+                    let passive = e.passive;
+                    call(Sender::new(&self.cfg, &self.arp, &mut self.stats, io), id, Handle::new(&mut e.conn), &mut e.state, |c| {
+                        if passive {
+                            app.on_accept(c);
+                        } else {
+                            app.on_connected(c);
+                        }
+                    });
                     // Data that arrived with the handshake waits in the buffer.
-                    self.offer_buffered(now, id, app, lend(&mut tx));
+                    self.offer_buffered(io, id, app);
                 }
-                Event::Readable => self.offer_buffered(now, id, app, lend(&mut tx)),
+                Event::Readable => self.offer_buffered(io, id, app),
                 Event::Writable => {
                     // Data the application left unread for lack of send space
                     // (an echo) is offered again now that there is space;
                     // then `on_writable`, which so sees the receive queue as
                     // it is (an echo whose peer has closed closes there once
                     // it has read everything).
-                    self.offer_buffered(now, id, app, lend(&mut tx));
+                    self.offer_buffered(io, id, app);
                     if let Some(e) = self.table.get_mut(id) {
-                        let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                        app.on_writable(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out));
+                        call(Sender::new(&self.cfg, &self.arp, &mut self.stats, io), id, Handle::new(&mut e.conn), &mut e.state, |c| app.on_writable(c));
                     }
                 }
                 Event::PeerClosed => {
                     // Anything still buffered comes before the FIN.
-                    self.offer_buffered(now, id, app, lend(&mut tx));
+                    self.offer_buffered(io, id, app);
                     if let Some(e) = self.table.get_mut(id) {
-                        let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-                        app.on_peer_closed(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out));
+                        call(Sender::new(&self.cfg, &self.arp, &mut self.stats, io), id, Handle::new(&mut e.conn), &mut e.state, |c| app.on_peer_closed(c));
                     }
                 }
                 Event::Closed(_) => {
@@ -1101,12 +1094,12 @@ impl<A: App> Shard<A> {
             }
         }
         self.touch(id);
-        self.account_time_wait(now, id, app);
+        self.account_time_wait(io.now, id, app);
     }
 
     /// Offers buffered received data to the application (copied out of the
     /// ring into scratch, so the callback may use the connection freely).
-    fn offer_buffered(&mut self, now: Instant, id: ConnId, app: &mut A, mut tx: Option<&mut dyn TxFrames>) {
+    fn offer_buffered<F: AsMut<[u8]>>(&mut self, io: &mut Io<'_, F>, id: ConnId, app: &mut A) {
         let Some(e) = self.table.get_mut(id) else { return };
         if !e.announced {
             return;
@@ -1120,8 +1113,8 @@ impl<A: App> Shard<A> {
             self.scratch.extend_from_slice(a);
             self.scratch.extend_from_slice(b);
             e.conn.begin_read();
-            let mut out = Sender { cfg: &self.cfg, arp: &self.arp, stats: &mut self.stats, frames: lend(&mut tx).map(|t| (now, t)) };
-            let n = app.on_data(&mut Conn::with_transmit(id, Handle::new(&mut e.conn), &mut e.state, &mut out), &self.scratch).min(self.scratch.len());
+            let scratch = &self.scratch;
+            let n = call(Sender::new(&self.cfg, &self.arp, &mut self.stats, io), id, Handle::new(&mut e.conn), &mut e.state, |c| app.on_data(c, scratch)).min(scratch.len());
             e.conn.end_read(n);
             if n == 0 {
                 return;
@@ -1208,7 +1201,7 @@ impl<A: App> Shard<A> {
             if due {
                 e.conn.handle_timeout(now);
             }
-            self.after_io(now, id, app, None);
+            self.after_io(&mut Io { now, tx: &mut no_frames() }, id, app);
             self.end_call(id, before);
             // An orphan's timer: reset it if memory is out (see `check_orphan`).
             if let Some(e) = self.table.get(id).filter(|e| due && e.conn.is_orphan()) {
@@ -1256,6 +1249,27 @@ impl<A: App> Shard<A> {
     /// take a TX frame just to hand it back.
     pub fn wants_transmit(&self) -> bool {
         !self.control.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// Fills free frames of `tx` with what there is to send (control
+    /// frames first, then the connections' segments), until nothing is
+    /// left or no frame is free; returns how many it filled.
+    pub fn poll_transmit_into<F: AsMut<[u8]>>(&mut self, now: Instant, tx: &mut TxBatch<F>) -> usize {
+        let mut filled = 0;
+        loop {
+            let mut more = false;
+            let lent = tx.fill(|buf| match self.poll_transmit(now, buf) {
+                Some(n) => {
+                    more = true;
+                    n
+                }
+                None => 0,
+            });
+            if !lent || !more {
+                return filled;
+            }
+            filled += 1;
+        }
     }
 
     /// Writes the next frame to send into `buf` (at least MTU + 14 bytes).
@@ -1371,12 +1385,24 @@ impl<A: App> Shard<A> {
     }
 }
 
-/// Reborrows lent TX frames for a shorter call.
-fn lend<'b>(tx: &'b mut Option<&mut dyn TxFrames>) -> Option<&'b mut dyn TxFrames> {
-    match tx {
-        Some(t) => Some(&mut **t as &mut dyn TxFrames),
-        None => None,
-    }
+/// What a call that may reach the application carries down: the time,
+/// and the TX frames the runtime lent for it (an empty batch when none
+/// were: `Conn::send_with` then writes into the send buffer).
+struct Io<'t, F> {
+    now: Instant,
+    tx: &'t mut TxBatch<F>,
+}
+
+/// No TX frames (for the calls made without a batch); allocates nothing.
+fn no_frames() -> TxBatch<Vec<u8>> {
+    TxBatch::default()
+}
+
+/// The one place a `Conn` is made for an application callback: the
+/// connection as the application may use it, its state, and the shard's
+/// `Sender` over the lent frames for `Conn::send_with`.
+fn call<S, F: AsMut<[u8]>, R>(mut out: Sender<'_, F>, id: ConnId, conn: Handle<'_>, state: &mut S, f: impl FnOnce(&mut Conn<'_, S>) -> R) -> R {
+    f(&mut Conn::with_frames(id, conn, state, &mut out))
 }
 
 fn new_entry<S: Default>(conn: Connection, passive: bool) -> Entry<S> {
