@@ -29,6 +29,7 @@ use crate::time::Instant;
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr};
 
 use super::arp::NeighborCache;
+use super::transmit::Slot;
 use super::{ShardStats, StackConfig, TxBatch, ETH, HEADROOM};
 
 /// The shard's side of one callback's `Conn::send_with`: the TX frames
@@ -36,14 +37,14 @@ use super::{ShardStats, StackConfig, TxBatch, ETH, HEADROOM};
 /// writing into one needs.
 pub(super) struct Sender<'a, F> {
     pub cfg: &'a StackConfig,
-    pub arp: &'a NeighborCache,
+    pub arp: &'a NeighborCache<Slot>,
     pub stats: &'a mut ShardStats,
     pub now: Instant,
     pub frames: &'a mut TxBatch<F>,
 }
 
 impl<'a, F> Sender<'a, F> {
-    pub fn new(cfg: &'a StackConfig, arp: &'a NeighborCache, stats: &'a mut ShardStats, io: &'a mut super::Io<'_, F>) -> Self {
+    pub fn new(cfg: &'a StackConfig, arp: &'a NeighborCache<Slot>, stats: &'a mut ShardStats, io: &'a mut super::calls::Io<'_, F>) -> Self {
         Sender { cfg, arp, stats, now: io.now, frames: &mut *io.tx }
     }
 }
@@ -70,7 +71,7 @@ fn direct<F: AsMut<[u8]>>(
     now: Instant,
     frames: &mut TxBatch<F>,
     cfg: &StackConfig,
-    arp: &NeighborCache,
+    arp: &NeighborCache<Slot>,
     conn: &mut Handle<'_>,
     max_len: usize,
     f: &mut dyn FnMut(&mut [u8]) -> usize,
