@@ -243,7 +243,7 @@ pub fn run_worker_with<A: App>(
         // Frames other cores could not place, ours to settle.
         let handed = handoff.recv(|frame| {
             shard.count_handoff_in();
-            shard.handle_frame_lent(now, frame, &mut app, true, &mut batch);
+            shard.handle_frame_tx(now, frame, &mut app, true, &mut batch);
         });
         queue.busy_poll();
         let got = queue.recv_frames(BATCH, &mut rx);
@@ -253,7 +253,7 @@ pub fn run_worker_with<A: App>(
             if let Some(p) = pcap.as_mut() {
                 let _ = p.write(now, bytes);
             }
-            let verdict = shard.handle_frame_lent(now, bytes, &mut app, alone, &mut batch);
+            let verdict = shard.handle_frame_tx(now, bytes, &mut app, alone, &mut batch);
             if let Verdict::Forward { core } = verdict {
                 // Counted by the shard; copied into the owner's lane, since
                 // the frame goes back to the kernel.
