@@ -418,7 +418,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     log::info!("{line}");
     // Every queue gets a worker; queue 0's opens the connections, and replies
     // landing on other queues are handed to it over the ring.
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
@@ -429,6 +429,7 @@ fn connect(c: &Connect) -> Result<(), String> {
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         cfg.single_queue = queues == 1;
+        cfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let shard = Shard::<EchoClient>::new(cfg, key);
         if q == 0 {
             first = Some((shard, queue, handoff));
@@ -511,7 +512,7 @@ where
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
         let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
@@ -526,6 +527,7 @@ where
         let mut scfg = cfg.clone();
         scfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         scfg.single_queue = queues == 1;
+        scfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let mut shard = Shard::<A>::new(scfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));
@@ -658,7 +660,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
             "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
             "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
-            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
+            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in, "handoff_drops": w.handoff_drops,
             "zero_copy_sockets": u64::from(w.zero_copy),
             // How the socket is bound (read back from the kernel), and why
             // not zero-copy if the driver refused it.
@@ -680,7 +682,7 @@ fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> 
             // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
             // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
             // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
-            // on the completion ring; held: by connections (0, the stack copies).
+            // on the completion ring; held: lent to the worker (its TX batch; the stack copies what it receives).
             "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
             "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
             "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,

@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::sim::host::{ConnMut, Host, SimApp};
 use crate::sim::link::{Link, LinkConfig};
 use crate::sim::pcap::PcapSink;
-use crate::stack::{Shard, StackConfig, TxFrames};
+use crate::stack::{Shard, StackConfig, TxBatch};
 use crate::tcp::{Config, Connection, Listener, ListenerConfig, SendError, SEND_MEMORY_FLOOR};
 use crate::time::{Duration, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
@@ -55,24 +55,6 @@ pub struct Network {
     links: BTreeMap<(usize, usize), Link>,
     pcap: Option<PcapSink<std::io::BufWriter<std::fs::File>>>,
     buf: Vec<u8>,
-}
-
-/// TX frames lent to a shard during `Network::send_with`: written frames
-/// are kept, then put on the links.
-struct Collect {
-    frames: Vec<Vec<u8>>,
-}
-
-impl TxFrames for Collect {
-    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-        let mut frame = vec![0u8; FRAME];
-        let n = f(&mut frame).min(FRAME);
-        if n > 0 {
-            frame.truncate(n);
-            self.frames.push(frame);
-        }
-        true
-    }
 }
 
 impl Network {
@@ -210,12 +192,18 @@ impl Network {
         let Some(shard_id) = host.live_id(id.slot) else {
             return host.conn_mut(id.slot).send_with(max_len, f).map(|n| (n, false));
         };
-        let mut tx = Collect { frames: Vec::new() };
+        // As many frames as a runtime's batch lends: the direct path may fill several.
+        let mut tx: TxBatch<Vec<u8>> = TxBatch::with_capacity(crate::sim::tx::MAX_LENT);
+        for _ in 0..crate::sim::tx::MAX_LENT {
+            tx.lend(vec![0u8; FRAME]);
+        }
         let result = host.shard.with_conn_tx(now, shard_id, &mut tx, |c| c.send_with(max_len, f)).expect("a live handle's connection");
         host.timers_changed();
         host.sync();
-        let direct = !tx.frames.is_empty();
-        for frame in tx.frames {
+        let mut direct = false;
+        for (mut frame, n) in tx.drain_filled() {
+            frame.truncate(n);
+            direct = true;
             self.transmit(id.host, frame);
         }
         result.map(|n| (n, direct))

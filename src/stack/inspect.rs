@@ -9,7 +9,13 @@
 //! memory totals and orphan limits applied after, the connection touched so
 //! its output is polled and its timer rescheduled).
 
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::memory::RxSnapshot;
+use super::table::tuple;
 use super::*;
+use crate::tcp::ListenerConfig;
+use crate::wire::EthernetAddress;
 
 /// A call into one connection made from outside the shard, between
 /// [`Shard::begin_external`] and [`Shard::end_external`].
@@ -57,15 +63,14 @@ impl<A: App> Shard<A> {
 
     /// The listener on `port`, if any.
     pub fn listener_on(&self, port: u16) -> Option<&Listener<ConnId>> {
-        self.listeners.get(&port)
+        self.accept.get(port)
     }
 
     /// Enters a neighbour into the cache, as an ARP reply would (for a
     /// simulated link whose peers are known from the start).
     pub fn learn_neighbor(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
-        for frame in self.arp.learn(now, ip, mac) {
-            self.push_control(frame);
-        }
+        let waiting = self.arp.learn(now, ip, mac);
+        self.release_waiting(waiting, Some(mac));
     }
 
     /// Changes `memory_limit` and `reassembly_limit` (see [`StackConfig`])

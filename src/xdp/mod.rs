@@ -8,9 +8,11 @@ mod fake;
 pub mod program;
 pub mod rings;
 pub mod socket;
+pub mod umem;
 
 pub use bind::{BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 pub use ethtool::{read_rss, HashFunction, RssError, RssSteering, Tcp4Fields};
 pub use program::{ProgramError, SteerProgram, XdpMode, COUNTER_NAMES};
 pub use rings::{Rings, XskRings};
-pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue, XskTx};
+pub use socket::{FrameCounts, KernelStats, QueueConfig, QueueStats, SocketError, XskQueue};
+pub use umem::{FreeFrame, RxFrame, TxFrame};
