@@ -9,6 +9,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use common::script::*;
+use common::shards::{self, Parts, ShardPair};
 use xdptcp::app::{App, Conn, ConnId};
 use xdptcp::sim::link::{Link, LinkConfig};
 use xdptcp::stack::{Shard, StackConfig};
@@ -137,38 +138,22 @@ impl World {
         Shard::new(StackConfig::new(CLIENT_MAC, CLIENT_IP, 24), secret)
     }
 
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            while let Some(n) = self.server.poll_transmit(self.now, &mut self.buf) {
-                self.to_client.send(self.now, self.buf[..n].to_vec());
-            }
-            while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
-                self.to_server.send(self.now, self.buf[..n].to_vec());
-            }
-            if done(self) {
-                return true;
-            }
-            let next = [self.to_server.next_delivery(), self.to_client.next_delivery(), self.server.poll_timeout(), self.client.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { return done(self) };
-            if next > end {
-                self.now = end;
-                return done(self);
-            }
-            self.now = self.now.max(next);
-            self.cli.now = self.now;
-            while let Some(f) = self.to_server.recv(self.now) {
-                self.server.handle_frame(self.now, &f, &mut self.srv);
-            }
-            while let Some(f) = self.to_client.recv(self.now) {
-                self.client.handle_frame(self.now, &f, &mut self.cli);
-            }
-            self.server.handle_timeout(self.now, &mut self.srv);
-            self.client.handle_timeout(self.now, &mut self.cli);
-        }
+    fn run(&mut self, limit: Duration, done: impl FnMut(&World) -> bool) -> bool {
+        shards::run(self, limit, done)
+    }
+}
+
+impl ShardPair for World {
+    type S = Server;
+    type C = Client;
+    fn parts(&mut self) -> Parts<'_, Server, Client> {
+        Parts { now: &mut self.now, server: &mut self.server, srv: &mut self.srv, client: &mut self.client, cli: &mut self.cli, to_server: &mut self.to_server, to_client: &mut self.to_client, buf: &mut self.buf }
+    }
+    fn view(&self) -> (&Shard<Server>, &Shard<Client>, &Link, &Link) {
+        (&self.server, &self.client, &self.to_server, &self.to_client)
+    }
+    fn tick(&mut self, now: Instant) {
+        self.cli.now = now;
     }
 }
 

@@ -92,7 +92,7 @@ struct End {
 }
 
 fn read_some(net: &mut Network, end: &mut End, peer_seed: u64, max: usize) -> Result<(), TestCaseError> {
-    let conn = net.conn_mut(end.id);
+    let mut conn = net.conn_mut(end.id);
     let (a, b) = conn.recv_slices();
     let n = (a.len() + b.len()).min(max);
     for (k, &byte) in a.iter().chain(b.iter()).take(n).enumerate() {
@@ -489,7 +489,7 @@ impl App {
         }
         self.refilled = now;
         loop {
-            let conn = net.conn_mut(self.id);
+            let mut conn = net.conn_mut(self.id);
             let (a, b) = conn.recv_slices();
             let avail = a.len() + b.len();
             let allowed = if self.plan.read_rate.is_some() { self.tokens as usize } else { usize::MAX };

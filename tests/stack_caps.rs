@@ -6,6 +6,8 @@
 //! are checked against a recount after every frame, stay within their
 //! limits, and return to zero once every connection is gone.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -15,6 +17,8 @@ use xdptcp::stack::{Shard, StackConfig};
 use xdptcp::tcp::CloseReason;
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::EthernetAddress;
+
+use common::shards::{self, Parts, ShardPair};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -193,46 +197,10 @@ impl World {
         self.peak = (self.peak.0.max(s.recv_buffered), self.peak.1.max(s.ooo_buffered));
     }
 
-    fn flush(&mut self) {
-        while let Some(n) = self.server.poll_transmit(self.now, &mut self.buf) {
-            self.to_client.send(self.now, self.buf[..n].to_vec());
-        }
-        while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
-            self.to_server.send(self.now, self.buf[..n].to_vec());
-        }
-    }
-
     /// Runs until `done` or `limit` of virtual time, checking the caps after
     /// every frame and timer pass.
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            self.flush();
-            self.check();
-            if done(self) {
-                return true;
-            }
-            let next = [self.to_server.next_delivery(), self.to_client.next_delivery(), self.server.poll_timeout(), self.client.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { return done(self) };
-            if next > end {
-                self.now = end;
-                return done(self);
-            }
-            self.now = self.now.max(next);
-            while let Some(f) = self.to_server.recv(self.now) {
-                self.server.handle_frame(self.now, &f, &mut self.sink);
-                self.check();
-            }
-            while let Some(f) = self.to_client.recv(self.now) {
-                self.client.handle_frame(self.now, &f, &mut self.source);
-            }
-            self.server.handle_timeout(self.now, &mut self.sink);
-            self.check();
-            self.client.handle_timeout(self.now, &mut self.source);
-        }
+    fn run(&mut self, limit: Duration, done: impl FnMut(&World) -> bool) -> bool {
+        shards::run(self, limit, done)
     }
 
     fn connect(&mut self) -> ConnId {
@@ -250,6 +218,23 @@ impl World {
         assert!(self.sink.finished.iter().all(|&(n, r)| n == bytes && r == CloseReason::Normal), "{:?}", self.sink.finished);
         let s = self.server.stats();
         assert_eq!((s.recv_buffered, s.ooo_buffered), (0, 0), "accounting leak after every connection closed");
+    }
+}
+
+impl ShardPair for World {
+    type S = Sink;
+    type C = Source;
+    fn parts(&mut self) -> Parts<'_, Sink, Source> {
+        Parts { now: &mut self.now, server: &mut self.server, srv: &mut self.sink, client: &mut self.client, cli: &mut self.source, to_server: &mut self.to_server, to_client: &mut self.to_client, buf: &mut self.buf }
+    }
+    fn view(&self) -> (&Shard<Sink>, &Shard<Source>, &Link, &Link) {
+        (&self.server, &self.client, &self.to_server, &self.to_client)
+    }
+    fn server_received(&mut self, _frame: &[u8]) {
+        self.check();
+    }
+    fn checkpoint(&mut self) {
+        self.check();
     }
 }
 

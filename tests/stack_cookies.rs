@@ -24,6 +24,7 @@ use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
 
 use common::client::byte;
+use common::shards::{self, Parts, ShardPair};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -244,46 +245,33 @@ impl World {
         );
     }
 
-    fn flush(&mut self) {
-        while let Some(n) = self.server.poll_transmit(self.now, &mut self.buf) {
-            let f = self.buf[..n].to_vec();
-            self.watch_server(&f);
-            self.to_client.send(self.now, f);
-        }
-        while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
-            let f = self.buf[..n].to_vec();
-            self.watch_client(&f);
-            self.to_server.send(self.now, f);
+    fn run(&mut self, limit: Duration, done: impl FnMut(&World) -> bool) -> bool {
+        shards::run(self, limit, done)
+    }
+}
+
+impl ShardPair for World {
+    type S = Server;
+    type C = Client;
+    const CLOCK_TO_DEADLINE: bool = false;
+    fn parts(&mut self) -> Parts<'_, Server, Client> {
+        Parts { now: &mut self.now, server: &mut self.server, srv: &mut self.srv, client: &mut self.client, cli: &mut self.cli, to_server: &mut self.to_server, to_client: &mut self.to_client, buf: &mut self.buf }
+    }
+    fn view(&self) -> (&Shard<Server>, &Shard<Client>, &Link, &Link) {
+        (&self.server, &self.client, &self.to_server, &self.to_client)
+    }
+    fn sent(&mut self, from_server: bool, frame: &[u8]) {
+        if from_server {
+            self.watch_server(frame);
+        } else {
+            self.watch_client(frame);
         }
     }
-
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            self.flush();
-            if done(self) {
-                return true;
-            }
-            let next = [self.to_server.next_delivery(), self.to_client.next_delivery(), self.server.poll_timeout(), self.client.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { return done(self) };
-            if next > end {
-                return done(self);
-            }
-            self.now = self.now.max(next);
-            self.srv.now = self.now;
-            while let Some(f) = self.to_server.recv(self.now) {
-                self.server.handle_frame(self.now, &f, &mut self.srv);
-                self.check_server_window(&f);
-            }
-            while let Some(f) = self.to_client.recv(self.now) {
-                self.client.handle_frame(self.now, &f, &mut self.cli);
-            }
-            self.server.handle_timeout(self.now, &mut self.srv);
-            self.client.handle_timeout(self.now, &mut self.cli);
-        }
+    fn server_received(&mut self, frame: &[u8]) {
+        self.check_server_window(frame);
+    }
+    fn tick(&mut self, now: Instant) {
+        self.srv.now = now;
     }
 }
 

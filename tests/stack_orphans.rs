@@ -12,6 +12,8 @@
 //!   and at their timers (`tcp_check_oom`, `tcp_out_of_resources`), not the
 //!   connections an application still holds.
 
+mod common;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -21,6 +23,8 @@ use xdptcp::stack::{Shard, StackConfig};
 use xdptcp::tcp::{CloseReason, State};
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::EthernetAddress;
+
+use common::shards::{self, Parts, ShardPair};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -248,44 +252,8 @@ impl World {
         assert_eq!(self.server.recount_buffered(), (s.recv_buffered, s.ooo_buffered));
     }
 
-    fn flush(&mut self) {
-        while let Some(n) = self.server.poll_transmit(self.now, &mut self.buf) {
-            self.to_client.send(self.now, self.buf[..n].to_vec());
-        }
-        while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
-            self.to_server.send(self.now, self.buf[..n].to_vec());
-        }
-    }
-
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            self.flush();
-            self.check();
-            if done(self) {
-                return true;
-            }
-            let next = [self.to_server.next_delivery(), self.to_client.next_delivery(), self.server.poll_timeout(), self.client.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { return done(self) };
-            if next > end {
-                self.now = end;
-                return done(self);
-            }
-            self.now = self.now.max(next);
-            while let Some(f) = self.to_server.recv(self.now) {
-                self.server.handle_frame(self.now, &f, &mut self.writer);
-                self.check();
-            }
-            while let Some(f) = self.to_client.recv(self.now) {
-                self.client.handle_frame(self.now, &f, &mut self.reader);
-            }
-            self.server.handle_timeout(self.now, &mut self.writer);
-            self.check();
-            self.client.handle_timeout(self.now, &mut self.reader);
-        }
+    fn run(&mut self, limit: Duration, done: impl FnMut(&World) -> bool) -> bool {
+        shards::run(self, limit, done)
     }
 
     /// Opens a connection, paused or reading, and waits until the server
@@ -316,6 +284,23 @@ impl World {
 
     fn reason(&self, port: u16) -> Option<CloseReason> {
         self.reader.finished.get(&port).map(|&(_, r)| r)
+    }
+}
+
+impl ShardPair for World {
+    type S = Writer;
+    type C = Reader;
+    fn parts(&mut self) -> Parts<'_, Writer, Reader> {
+        Parts { now: &mut self.now, server: &mut self.server, srv: &mut self.writer, client: &mut self.client, cli: &mut self.reader, to_server: &mut self.to_server, to_client: &mut self.to_client, buf: &mut self.buf }
+    }
+    fn view(&self) -> (&Shard<Writer>, &Shard<Reader>, &Link, &Link) {
+        (&self.server, &self.client, &self.to_server, &self.to_client)
+    }
+    fn server_received(&mut self, _frame: &[u8]) {
+        self.check();
+    }
+    fn checkpoint(&mut self) {
+        self.check();
     }
 }
 

@@ -14,6 +14,7 @@ use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
 
 use common::client::PatternClient;
+use common::shards::{self, Parts, ShardPair};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -70,41 +71,21 @@ impl World {
         }
     }
 
-    fn flush(&mut self) {
-        while let Some(n) = self.server.poll_transmit(self.now, &mut self.buf) {
-            self.to_client.send(self.now, self.buf[..n].to_vec());
-        }
-        while let Some(n) = self.client.poll_transmit(self.now, &mut self.buf) {
-            self.to_server.send(self.now, self.buf[..n].to_vec());
-        }
-    }
-
     /// Runs until `done` or `limit` of virtual time.
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            self.flush();
-            if done(self) {
-                return true;
-            }
-            let next = [self.to_server.next_delivery(), self.to_client.next_delivery(), self.server.poll_timeout(), self.client.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else { return done(self) };
-            if next > end {
-                return done(self);
-            }
-            self.now = self.now.max(next);
-            while let Some(f) = self.to_server.recv(self.now) {
-                self.server.handle_frame(self.now, &f, &mut self.echo);
-            }
-            while let Some(f) = self.to_client.recv(self.now) {
-                self.client.handle_frame(self.now, &f, &mut self.app);
-            }
-            self.server.handle_timeout(self.now, &mut self.echo);
-            self.client.handle_timeout(self.now, &mut self.app);
-        }
+    fn run(&mut self, limit: Duration, done: impl FnMut(&World) -> bool) -> bool {
+        shards::run(self, limit, done)
+    }
+}
+
+impl ShardPair for World {
+    type S = Echo;
+    type C = PatternClient;
+    const CLOCK_TO_DEADLINE: bool = false;
+    fn parts(&mut self) -> Parts<'_, Echo, PatternClient> {
+        Parts { now: &mut self.now, server: &mut self.server, srv: &mut self.echo, client: &mut self.client, cli: &mut self.app, to_server: &mut self.to_server, to_client: &mut self.to_client, buf: &mut self.buf }
+    }
+    fn view(&self) -> (&Shard<Echo>, &Shard<PatternClient>, &Link, &Link) {
+        (&self.server, &self.client, &self.to_server, &self.to_client)
     }
 }
 

@@ -1,217 +1,51 @@
-//! A network of TCP hosts joined by simulated links, on a virtual clock.
+//! A network of xdptcp hosts joined by simulated links, on a virtual clock.
 //!
-//! Each host is a minimal demultiplexer around the engine: a table of
-//! connections keyed by 4-tuple, an optional listener, and the RFC 9293
-//! §3.10.7.1 reset for segments that match nothing. Frames on the links are
-//! whole Ethernet/IPv4/TCP frames, so any run can be written to a pcap file.
+//! Each host is a real [`Shard`] (the per-core stack production runs), with
+//! its neighbours' MACs entered from the start (no ARP on the links) and a
+//! recording application ([`SimApp`]); tests play the application on the
+//! engine's calls through [`Network::conn_mut`]. Frames on the links are
+//! the shard's whole Ethernet frames, so any run can be written to a pcap
+//! file.
 //!
 //! [`Network::step`] jumps the clock to the next thing that happens (a frame
-//! arriving or a timer firing), delivers every frame due then as one batch,
-//! and lets each connection send; runs therefore replay exactly for a seed.
+//! arriving or a shard's timer falling due), delivers every frame due then,
+//! runs the shards' timers, and sends what they have; runs therefore replay
+//! exactly for a seed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 
+use crate::sim::host::{ConnMut, Host, SimApp};
 use crate::sim::link::{Link, LinkConfig};
 use crate::sim::pcap::PcapSink;
-use crate::tcp::isn::IsnGenerator;
-use crate::tcp::syncookie::SynCookies;
-use crate::tcp::{reset_for, Config, Connection, Listener, ListenerConfig, RxBudget, SendError, State, SynOutcome};
+use crate::stack::{Shard, StackConfig, TxBatch};
+use crate::tcp::{Config, Connection, Listener, ListenerConfig, SendError, SEND_MEMORY_FLOOR};
 use crate::time::{Duration, Instant};
-use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use crate::wire::{EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
 const ETH_LEN: usize = 14;
-const IP_LEN: usize = 20;
-const HEADROOM: usize = ETH_LEN + IP_LEN;
-/// Room for one TCP segment at MTU 1500 (60-byte header + 1460 payload).
-const MAX_SEGMENT: usize = 1500 - IP_LEN;
+/// A UMEM frame: room for one Ethernet frame at MTU 1500.
+const FRAME: usize = 2048;
+/// How long a neighbour entry lives: longer than any simulated run, so the
+/// pre-learnt MACs never expire and no ARP frame goes on a link.
+const NEIGHBOR_TIMEOUT: Duration = Duration::from_secs(100_000_000);
 
-/// Identifies a connection: the host and its slot in that host's table.
+/// Identifies a connection: the host, and the connection's place among
+/// every connection that host has had (a shard reuses its own ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId {
     pub host: usize,
     pub slot: usize,
 }
 
-type Tuple = (u32, u16, u32, u16);
-
-fn tuple(local: SocketAddrV4, remote: SocketAddrV4) -> Tuple {
-    (u32::from(*local.ip()), local.port(), u32::from(*remote.ip()), remote.port())
-}
-
 /// A host's receive-memory limits, as a shard's (`stack::StackConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxLimits {
-    /// Bytes received and not yet read, in order or not (`memory_limit`).
+    /// Bytes received and not yet read, in order or not (`memory_limit`,
+    /// see `Network::set_rx_memory`).
     pub memory: usize,
     /// Out-of-order bytes held (`reassembly_limit`).
     pub reassembly: usize,
-}
-
-/// Per-host counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HostStats {
-    pub frames_in: u64,
-    pub bad_frames: u64,
-    pub resets_sent: u64,
-    pub unmatched: u64,
-    /// Segments for a connection that look like zero-window or keepalive
-    /// probes: no payload, no SYN/FIN/RST, SEG.SEQ = RCV.NXT − 1.
-    pub probes_in: u64,
-}
-
-struct Slot {
-    conn: Box<Connection>,
-    /// Created by the listener and not yet ESTABLISHED (counts in its SYN queue).
-    half_open: bool,
-    /// Reached by the listener's accept queue.
-    accepted: bool,
-}
-
-/// One simulated host: a MAC, an IPv4 address, connections and a listener.
-pub struct Host {
-    pub mac: EthernetAddress,
-    pub ip: Ipv4Addr,
-    config: Arc<Config>,
-    isn: IsnGenerator,
-    slots: Vec<Slot>,
-    table: BTreeMap<Tuple, usize>,
-    listeners: BTreeMap<u16, Listener<usize>>,
-    /// Replies sent without a connection (cookies, resets): (src, dst, frame).
-    stateless: Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
-    pub stats: HostStats,
-    /// A shard's receive-memory limits over all this host's connections
-    /// (see [`Network::set_rx_memory`]); `None`: none beyond each
-    /// connection's own receive buffer.
-    rx_memory: Option<RxLimits>,
-}
-
-impl Host {
-    fn new(index: usize, ip: Ipv4Addr, config: Arc<Config>, seed: u64) -> Host {
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        key[8] = index as u8;
-        Host {
-            mac: EthernetAddress([0x02, 0, 0, 0, 0, index as u8 + 1]),
-            ip,
-            config,
-            isn: IsnGenerator::new(key),
-            slots: Vec::new(),
-            table: BTreeMap::new(),
-            listeners: BTreeMap::new(),
-            stateless: Vec::new(),
-            stats: HostStats::default(),
-            rx_memory: None,
-        }
-    }
-
-    /// What a connection may still use of the host's receive memory, as a
-    /// shard computes it (`stack::Shard::rx_budget`): the memory left, and
-    /// past 3/4 of the limit a window that grows by at most 4 MSS.
-    fn rx_budget(&self) -> RxBudget {
-        let Some(limits) = self.rx_memory else { return RxBudget::UNLIMITED };
-        let held: usize = self.slots.iter().map(|s| s.conn.recv_held()).sum();
-        let ooo: usize = self.slots.iter().map(|s| s.conn.ooo_queue()).sum();
-        let memory = limits.memory.saturating_sub(held);
-        let window = if held >= limits.memory / 4 * 3 { memory.min(4 * usize::from(self.config.mss)) } else { usize::MAX };
-        // The simulated host limits receive memory only; send buffers are
-        // bounded by each connection's `send_buffer`.
-        RxBudget { reassembly: limits.reassembly.saturating_sub(ooo), memory, window, send: usize::MAX }
-    }
-
-    fn insert(&mut self, conn: Box<Connection>, half_open: bool) -> usize {
-        let key = tuple(conn.local(), conn.remote());
-        let slot = self.slots.len();
-        self.slots.push(Slot { conn, half_open, accepted: false });
-        self.table.insert(key, slot);
-        slot
-    }
-
-    /// Demultiplexes one TCP segment (RFC 9293 §3.10.7).
-    fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpRepr<'_>) {
-        let local = SocketAddrV4::new(dst, seg.dst_port);
-        let remote = SocketAddrV4::new(src, seg.src_port);
-        let key = tuple(local, remote);
-        if let Some(&slot) = self.table.get(&key) {
-            let conn = &mut self.slots[slot].conn;
-            let f = seg.flags;
-            if seg.payload.is_empty() && !(f.syn() || f.fin() || f.rst()) && conn.state().is_synchronized() && seg.seq == conn.rcv_nxt() - 1 {
-                self.stats.probes_in += 1;
-            }
-            // RFC 6191: a new SYN may take over a TIME_WAIT 4-tuple.
-            if conn.state() == State::TimeWait && conn.time_wait_accepts_syn(seg) {
-                self.table.remove(&key);
-            } else if conn.state() != State::Closed {
-                self.feed(now, slot, seg);
-                return;
-            } else {
-                self.table.remove(&key);
-            }
-        }
-        if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
-            let f = seg.flags;
-            if f.syn() && !f.ack() && !f.rst() {
-                let mut out = vec![0u8; HEADROOM + 60];
-                match listener.on_syn(now, local, remote, seg, &mut out[HEADROOM..]) {
-                    SynOutcome::Accept(conn) => {
-                        self.insert(conn, true);
-                    }
-                    SynOutcome::Cookie(n) => {
-                        out.truncate(HEADROOM + n);
-                        self.stateless.push((dst, src, out));
-                    }
-                    SynOutcome::Drop => {}
-                }
-                return;
-            }
-            if let Some(conn) = listener.on_cookie_ack(now, local, remote, seg) {
-                let slot = self.insert(conn, false);
-                if let Some(l) = self.listeners.get_mut(&seg.dst_port) {
-                    l.on_established(slot, false);
-                }
-                self.slots[slot].accepted = true;
-                self.feed(now, slot, seg);
-                return;
-            }
-        }
-        self.stats.unmatched += 1;
-        if let Some(rst) = reset_for(seg) {
-            let mut out = vec![0u8; HEADROOM + rst.header_len()];
-            rst.emit_header(&mut out[HEADROOM..]);
-            TcpPacket::new_unchecked(&mut out[HEADROOM..]).fill_checksum(dst, src);
-            self.stats.resets_sent += 1;
-            self.stateless.push((dst, src, out));
-        }
-    }
-
-    fn feed(&mut self, now: Instant, slot: usize, seg: &TcpRepr<'_>) {
-        let s = &mut self.slots[slot];
-        let was = s.conn.state();
-        if was == State::SynReceived && seg.flags.ack() && s.half_open {
-            if let Some(l) = self.listeners.get_mut(&s.conn.local().port()) {
-                if !l.can_complete() {
-                    return; // accept queue full: ignore the ACK, the peer resends
-                }
-            }
-        }
-        let budget = self.rx_budget();
-        let s = &mut self.slots[slot];
-        s.conn.set_rx_budget(budget);
-        s.conn.handle_segment(now, seg);
-        let state = s.conn.state();
-        if s.half_open && state != State::SynReceived {
-            s.half_open = false;
-            if let Some(l) = self.listeners.get_mut(&s.conn.local().port()) {
-                if state == State::Closed {
-                    l.on_half_open_closed();
-                } else {
-                    l.on_established(slot, true);
-                    s.accepted = true;
-                }
-            }
-        }
-    }
 }
 
 /// Two or more hosts on a shared virtual clock; `links[(a, b)]` carries a→b.
@@ -226,7 +60,7 @@ pub struct Network {
 impl Network {
     /// Two hosts, 198.18.0.1 and 198.18.0.2, joined by a link per direction.
     pub fn pair(config_a: Config, config_b: Config, ab: LinkConfig, ba: LinkConfig, seed: u64) -> Network {
-        let mut net = Network { now: Instant::ZERO, hosts: Vec::new(), links: BTreeMap::new(), pcap: None, buf: vec![0u8; HEADROOM + MAX_SEGMENT] };
+        let mut net = Network { now: Instant::ZERO, hosts: Vec::new(), links: BTreeMap::new(), pcap: None, buf: vec![0u8; FRAME] };
         net.add_host(Ipv4Addr::new(198, 18, 0, 1), config_a, seed);
         net.add_host(Ipv4Addr::new(198, 18, 0, 2), config_b, seed);
         net.add_link(0, 1, ab, seed.wrapping_mul(3).wrapping_add(1));
@@ -234,24 +68,47 @@ impl Network {
         net
     }
 
+    /// A host on 198.18.0.0/24 running a shard with TCP `config`; `seed`
+    /// (and the host's index) key its ISNs and SYN cookies.
     pub fn add_host(&mut self, ip: Ipv4Addr, config: Config, seed: u64) -> usize {
         let index = self.hosts.len();
-        self.hosts.push(Host::new(index, ip, Arc::new(config), seed));
+        let mut secret = [0u8; 16];
+        secret[..8].copy_from_slice(&seed.to_le_bytes());
+        secret[8] = index as u8;
+        let mac = EthernetAddress([0x02, 0, 0, 0, 0, index as u8 + 1]);
+        let mut cfg = StackConfig::new(mac, ip, 24);
+        cfg.tcp = config;
+        cfg.single_queue = true;
+        cfg.neighbor_timeout = NEIGHBOR_TIMEOUT;
+        self.hosts.push(Host::new(mac, ip, Shard::new(cfg, secret)));
         index
     }
 
+    /// A link carrying `from`'s frames to `to`; `from` knows `to`'s MAC.
     pub fn add_link(&mut self, from: usize, to: usize, config: LinkConfig, seed: u64) {
+        let (ip, mac) = (self.hosts[to].ip, self.hosts[to].mac);
+        self.hosts[from].shard.learn_neighbor(self.now, ip, mac);
+        self.hosts[from].timers_changed();
         self.links.insert((from, to), Link::new(config, seed));
     }
 
-    /// Limits the receive memory of all of a host's connections together,
-    /// as a shard's `memory_limit` and `reassembly_limit` do: before every
-    /// segment it feeds and every segment it sends, each connection learns
-    /// what it may still use (its `RxBudget`). Windows are clamped from 3/4
-    /// of the memory limit on, and data beyond the limits is dropped.
-    /// `None` lifts the limits.
+    /// Limits the receive memory of a host's connections together, with a
+    /// shard's `memory_limit` and `reassembly_limit`: before every segment
+    /// it feeds and every segment it sends, each connection learns what it
+    /// may still use (its `RxBudget`); windows are clamped from 3/4 of the
+    /// memory limit on, and data beyond the limits is dropped. A shard
+    /// counts send buffers in `memory_limit` too, so a host's own sending
+    /// would use up memory meant for receiving (and reset its orphans): the
+    /// limit is raised by one connection's whole send buffer and the send
+    /// floor every connection may hold (`SEND_MEMORY_FLOOR`), for hosts with
+    /// one connection, as the property tests have. `None` restores a
+    /// shard's defaults.
     pub fn set_rx_memory(&mut self, host: usize, limits: Option<RxLimits>) {
-        self.hosts[host].rx_memory = limits;
+        let shard = &mut self.hosts[host].shard;
+        let default = StackConfig::new(EthernetAddress([0; 6]), Ipv4Addr::UNSPECIFIED, 24);
+        let send = shard.config().tcp.send_buffer + SEND_MEMORY_FLOOR;
+        let (memory, reassembly) = limits.map_or((default.memory_limit, default.reassembly_limit), |l| (l.memory + send, l.reassembly));
+        shard.set_memory_limits(memory, reassembly);
     }
 
     pub fn link_mut(&mut self, from: usize, to: usize) -> &mut Link {
@@ -274,132 +131,134 @@ impl Network {
     pub fn host(&self, index: usize) -> &Host {
         &self.hosts[index]
     }
+    /// A host's shard (its counters, connections and listeners).
+    pub fn shard(&self, host: usize) -> &Shard<SimApp> {
+        self.hosts[host].shard()
+    }
     pub fn addr(&self, host: usize, port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(self.hosts[host].ip, port)
     }
 
     pub fn listen(&mut self, host: usize, port: u16, config: ListenerConfig) {
-        let h = &mut self.hosts[host];
-        let mut key = [7u8; 16];
-        key[0] = host as u8;
-        let listener = Listener::new(SocketAddrV4::new(h.ip, port), config, h.config.clone(), h.isn.clone(), SynCookies::new(key));
-        h.listeners.insert(port, listener);
+        self.hosts[host].shard.listen_with(port, config);
     }
 
     pub fn has_listener(&self, host: usize, port: u16) -> bool {
-        self.hosts[host].listeners.contains_key(&port)
+        self.hosts[host].shard.listener_on(port).is_some()
     }
 
-    pub fn listener(&self, host: usize, port: u16) -> &Listener<usize> {
-        &self.hosts[host].listeners[&port]
+    pub fn listener(&self, host: usize, port: u16) -> &Listener<crate::app::ConnId> {
+        self.hosts[host].shard.listener_on(port).expect("no listener on that port")
     }
 
-    /// Active open from `host:port` to `remote`.
+    /// Active open from `host:port` to `remote` (`Shard::connect_from`).
+    /// Panics if the shard refuses it (the 4-tuple in use, the table full).
     pub fn connect(&mut self, host: usize, port: u16, remote: SocketAddrV4) -> ConnId {
-        let now = self.now;
         let h = &mut self.hosts[host];
-        let local = SocketAddrV4::new(h.ip, port);
-        let iss = h.isn.isn(now, local, remote);
-        let ts = h.isn.ts_offset(local, remote);
-        let conn = Connection::connect(h.config.clone(), local, remote, iss, ts, now);
-        let slot = h.insert(Box::new(conn), false);
-        ConnId { host, slot }
+        let id = h.shard.connect_from(self.now, port, remote).expect("the shard refused the active open");
+        h.timers_changed();
+        h.sync();
+        ConnId { host, slot: h.slot_of(id).expect("a new connection has a handle") }
     }
 
     /// The next connection the listener on `port` completed.
     pub fn accept(&mut self, host: usize, port: u16) -> Option<ConnId> {
-        let slot = self.hosts[host].listeners.get_mut(&port)?.accept()?;
+        let slot = self.hosts[host].accept(port)?;
         Some(ConnId { host, slot })
     }
 
+    /// A connection; once the shard has let it go, its last state.
     pub fn conn(&self, id: ConnId) -> &Connection {
-        &self.hosts[id.host].slots[id.slot].conn
+        self.hosts[id.host].conn(id.slot)
     }
-    pub fn conn_mut(&mut self, id: ConnId) -> &mut Connection {
-        &mut self.hosts[id.host].slots[id.slot].conn
+    /// A connection, to call the engine directly (accounted by its shard).
+    pub fn conn_mut(&mut self, id: ConnId) -> ConnMut<'_> {
+        self.hosts[id.host].conn_mut(id.slot)
     }
-    /// Every connection of a host, in creation order.
+    /// Every connection a host has had, in the order they appeared.
     pub fn conns(&self, host: usize) -> impl Iterator<Item = (ConnId, &Connection)> {
-        self.hosts[host].slots.iter().enumerate().map(move |(slot, s)| (ConnId { host, slot }, &*s.conn))
+        let h = &self.hosts[host];
+        (0..h.slots()).map(move |slot| (ConnId { host, slot }, h.conn(slot)))
     }
 
-    /// The application's `send_with` as a shard runs it (`stack::send`):
-    /// when the connection can send new data at once, `f` writes straight
-    /// into the segment being built, which goes on the link now; otherwise
-    /// into the send buffer's free space. Returns how many bytes `f` wrote
-    /// and whether they went out at once.
+    /// The application's `Conn::send_with` on the shard, with TX frames
+    /// lent (`Shard::with_conn_tx`): when the connection can send new data
+    /// at once, `f` writes straight into the frame, which goes on the link
+    /// now; otherwise into the send buffer's free space. Returns how many
+    /// bytes `f` wrote and whether they went out at once.
     pub fn send_with(&mut self, id: ConnId, max_len: usize, f: impl FnOnce(&mut [u8]) -> usize) -> Result<(usize, bool), SendError> {
         let now = self.now;
-        let mut f = Some(f);
-        let mut write = |buf: &mut [u8]| f.take().map_or(0, |f| f(buf));
-        let budget = self.hosts[id.host].rx_budget();
-        let conn = &mut self.hosts[id.host].slots[id.slot].conn;
-        conn.set_rx_budget(budget);
-        if let Some((len, n)) = conn.transmit_with(now, &mut self.buf[HEADROOM..], max_len, &mut write) {
-            if n > 0 {
-                let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
-                let mut frame = self.buf[..HEADROOM + len].to_vec();
-                self.wrap(id.host, &mut frame, len, src, dst);
-                self.transmit(id.host, dst, frame);
-            }
-            return Ok((n, true));
+        let host = &mut self.hosts[id.host];
+        let Some(shard_id) = host.live_id(id.slot) else {
+            return host.conn_mut(id.slot).send_with(max_len, f).map(|n| (n, false));
+        };
+        // As many frames as a runtime's batch lends: the direct path may fill several.
+        let mut tx: TxBatch<Vec<u8>> = TxBatch::with_capacity(crate::sim::tx::MAX_LENT);
+        for _ in 0..crate::sim::tx::MAX_LENT {
+            tx.lend(vec![0u8; FRAME]);
         }
-        Ok((conn.send_with(max_len, &mut write)?, false))
+        let result = host.shard.with_conn_tx(now, shard_id, &mut tx, |c| c.send_with(max_len, f)).expect("a live handle's connection");
+        host.timers_changed();
+        host.sync();
+        let mut direct = false;
+        for (mut frame, n) in tx.drain_filled() {
+            frame.truncate(n);
+            direct = true;
+            self.transmit(id.host, frame);
+        }
+        result.map(|n| (n, direct))
     }
 
-    /// Lets every connection send, putting its frames on the links.
+    /// Lets every shard send, putting its frames on the links.
     pub fn flush(&mut self) {
         let now = self.now;
         for h in 0..self.hosts.len() {
-            let stateless = std::mem::take(&mut self.hosts[h].stateless);
-            for (src, dst, mut frame) in stateless {
-                let len = frame.len() - HEADROOM;
-                self.wrap(h, &mut frame, len, src, dst);
-                self.transmit(h, dst, frame);
+            // Nothing queued, no connection touched: `poll_transmit` would
+            // return `None` and change nothing.
+            if !self.hosts[h].shard.wants_transmit() {
+                continue;
             }
-            for slot in 0..self.hosts[h].slots.len() {
-                loop {
-                    let budget = self.hosts[h].rx_budget();
-                    let conn = &mut self.hosts[h].slots[slot].conn;
-                    conn.set_rx_budget(budget);
-                    let Some(len) = conn.poll_transmit(now, &mut self.buf[HEADROOM..]) else { break };
-                    let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
-                    let mut frame = self.buf[..HEADROOM + len].to_vec();
-                    self.wrap(h, &mut frame, len, src, dst);
-                    self.transmit(h, dst, frame);
-                }
+            while let Some(n) = self.hosts[h].shard.poll_transmit(now, &mut self.buf) {
+                let frame = self.buf[..n].to_vec();
+                self.transmit(h, frame);
             }
+            self.hosts[h].timers_changed();
+            self.hosts[h].sync();
         }
     }
 
-    fn wrap(&self, host: usize, frame: &mut [u8], tcp_len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
-        let ip = Ipv4Repr { src_addr: src, dst_addr: dst, protocol: IpProtocol::Tcp, payload_len: tcp_len, ttl: 64 };
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]));
-        let dst_mac = self.hosts.iter().find(|h| h.ip == dst).map(|h| h.mac).unwrap_or(EthernetAddress::BROADCAST);
-        let eth = EthernetRepr { src_addr: self.hosts[host].mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-    }
-
-    fn transmit(&mut self, from: usize, dst: Ipv4Addr, frame: Vec<u8>) {
+    /// Puts a frame on the link to the host its destination MAC names (on
+    /// every link out of `from` if broadcast).
+    fn transmit(&mut self, from: usize, frame: Vec<u8>) {
         if let Some(pcap) = &mut self.pcap {
             let _ = pcap.write(self.now, &frame);
         }
-        let Some(to) = self.hosts.iter().position(|h| h.ip == dst) else { return };
+        let Some(dst) = frame.get(..6).map(|m| EthernetAddress([m[0], m[1], m[2], m[3], m[4], m[5]])) else { return };
+        if dst.is_broadcast() {
+            for ((_, to), link) in self.links.range_mut((from, 0)..=(from, usize::MAX)) {
+                if *to != from {
+                    link.send(self.now, frame.clone());
+                }
+            }
+            return;
+        }
+        let Some(to) = self.hosts.iter().position(|h| h.mac == dst) else { return };
         if let Some(link) = self.links.get_mut(&(from, to)) {
             link.send(self.now, frame);
         }
     }
 
-    /// The next instant something happens, if anything is pending.
+    /// The next instant something happens, if anything is pending: a frame
+    /// arriving, or a shard having timer work (`Shard::poll_timeout`).
     pub fn next_event(&self) -> Option<Instant> {
         let links = self.links.values().filter_map(|l| l.next_delivery());
-        let timers = self.hosts.iter().flat_map(|h| h.slots.iter().filter_map(|s| s.conn.poll_timeout()));
+        let timers = self.hosts.iter().filter_map(|h| h.poll_timeout());
         links.chain(timers).min()
     }
 
     /// Sends what is ready, then advances to the next event and processes it:
-    /// every frame due is delivered (one batch per host), every timer due
-    /// fires. Returns false when nothing is left to happen.
+    /// every frame due is delivered, every shard's due timers fire. Returns
+    /// false when nothing is left to happen.
     pub fn step(&mut self) -> bool {
         self.flush();
         let Some(at) = self.next_event() else { return false };
@@ -414,16 +273,10 @@ impl Network {
             }
         }
         for h in &mut self.hosts {
-            for s in &mut h.slots {
-                if s.conn.poll_timeout().is_some_and(|t| t <= now) {
-                    s.conn.handle_timeout(now);
-                    if s.half_open && s.conn.state() == State::Closed {
-                        s.half_open = false;
-                        if let Some(l) = h.listeners.get_mut(&s.conn.local().port()) {
-                            l.on_half_open_closed();
-                        }
-                    }
-                }
+            if h.poll_timeout().is_some_and(|t| t <= now) {
+                h.shard.handle_timeout(now, &mut h.app);
+                h.timers_changed();
+                h.sync();
             }
         }
         self.flush();
@@ -431,33 +284,22 @@ impl Network {
     }
 
     fn deliver(&mut self, to: usize, frame: &[u8]) {
+        let now = self.now;
         let host = &mut self.hosts[to];
         host.stats.frames_in += 1;
-        let Some((src, dst, tcp)) = parse_tcp_frame(frame) else {
-            host.stats.bad_frames += 1;
-            return;
-        };
-        if dst != host.ip {
-            host.stats.bad_frames += 1;
-            return;
+        if is_probe(&host.shard, frame) {
+            host.stats.probes_in += 1;
         }
-        let Ok(packet) = TcpPacket::new_checked(tcp) else {
-            host.stats.bad_frames += 1;
-            return;
-        };
-        let Ok(seg) = TcpRepr::parse(&packet, src, dst, true) else {
-            host.stats.bad_frames += 1;
-            return;
-        };
-        host.handle_segment(self.now, src, dst, &seg);
+        host.shard.handle_frame(now, frame, &mut host.app);
+        host.timers_changed();
+        host.sync();
     }
 
     /// Processes everything that happens up to and including `until`: every
     /// frame due is delivered and every timer due fires, in steps, and what
-    /// they make the connections send goes on the links. Then the clock
-    /// stands at `until` (if it was earlier), so an application can act at
-    /// a time of its own choosing, between events. Returns the number of
-    /// steps taken.
+    /// they make the shards send goes on the links. Then the clock stands at
+    /// `until` (if it was earlier), so an application can act at a time of
+    /// its own choosing, between events. Returns the number of steps taken.
     ///
     /// Panics if more than a million steps happen without the clock moving:
     /// something is rescheduled for a time already due, again and again.
@@ -496,6 +338,23 @@ impl Network {
             }
         }
     }
+}
+
+/// Whether `frame` is a segment for one of `shard`'s synchronized
+/// connections that looks like a zero-window or keepalive probe: no
+/// payload, no SYN/FIN/RST, SEG.SEQ = RCV.NXT − 1 (read before the shard
+/// sees it).
+fn is_probe(shard: &Shard<SimApp>, frame: &[u8]) -> bool {
+    let Some((src, dst, tcp)) = parse_tcp_frame(frame) else { return false };
+    let Ok(seg) = TcpPacket::new_checked(tcp).and_then(|p| TcpRepr::parse(&p, src, dst, true)) else { return false };
+    let f = seg.flags;
+    if !seg.payload.is_empty() || f.syn() || f.fin() || f.rst() {
+        return false;
+    }
+    let local = SocketAddrV4::new(dst, seg.dst_port);
+    let remote = SocketAddrV4::new(src, seg.src_port);
+    let Some(c) = shard.lookup(local, remote).and_then(|id| shard.connection(id)) else { return false };
+    c.state().is_synchronized() && seg.seq == c.rcv_nxt() - 1
 }
 
 /// Ethernet → IPv4 → TCP bytes, checking the IP header; `None` if not TCP/IPv4.

@@ -36,6 +36,10 @@ impl Accept {
         self.listeners.values()
     }
 
+    pub fn get(&self, port: u16) -> Option<&Listener<ConnId>> {
+        self.listeners.get(&port)
+    }
+
     pub fn listens(&self, port: u16) -> bool {
         self.listeners.contains_key(&port)
     }

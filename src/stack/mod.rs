@@ -45,6 +45,7 @@ mod calls;
 mod config;
 mod demux;
 mod icmp;
+pub mod inspect;
 mod ipv4;
 mod memory;
 mod ports;

@@ -42,7 +42,7 @@ fn give_storage(v: Vec<u8>) {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RingBuffer {
     storage: Vec<u8>,
     // Offsets and counts as u32: a buffer is at most 4 GiB (a window scale

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod shards;
 pub mod script;
 
 use std::hash::Hasher;
@@ -104,7 +105,7 @@ impl Flow {
             net.conn_mut(self.from).shutdown(xdptcp::tcp::Shutdown::Write);
         }
         loop {
-            let conn = net.conn_mut(self.to);
+            let mut conn = net.conn_mut(self.to);
             let (a, b) = conn.recv_slices();
             if a.is_empty() {
                 break;

@@ -291,7 +291,9 @@ impl Default for RxBudget {
     }
 }
 
-/// A TCP connection (a TCB), RFC 9293 §3.3.1.
+/// A TCP connection (a TCB), RFC 9293 §3.3.1. `Clone` copies it whole,
+/// buffers included (the simulator keeps a closed connection's last state).
+#[derive(Clone)]
 pub struct Connection {
     config: Arc<Config>,
     state: State,
