@@ -2,6 +2,7 @@
 // serde_json::json! expands recursively per key; the stats row has many.
 #![recursion_limit = "256"]
 
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,11 +12,144 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{apply_mtu, iface_mtu, not_root, parse_bytes, read_sys, rss_steering, rx_queue_count, secret, stack_config};
-use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
-use xdptcp::sim::pcap::PcapSink;
-use xdptcp::stack::Shard;
-use xdptcp::xdp::{HugePages, MemInfo, QueueConfig, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
+use xdptcp::capture::{Capture, PcapSink};
+use xdptcp::host::{iface_mtu, read_sys, rx_queue_count, secret, HostError};
+use xdptcp::runtime::{run_worker, ConnInfo, Control, Handoff, WorkerStats};
+use xdptcp::stack::{ConnectError, Shard, StackConfig};
+use xdptcp::xdp::{not_root, rss_steering, HugePages, MemInfo, ProgramError, QueueConfig, SocketError, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
+
+/// Why a command failed; `main` prints it after `xdptcp: `.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("needs CAP_NET_ADMIN and CAP_BPF: run as root")]
+    NotRoot,
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Flag(#[from] FlagError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("--zero-copy required needs native XDP mode: {0}")]
+    NativeForZeroCopy(ProgramError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("--hugepages on: this kernel has no hugetlb pages")]
+    NoHugetlb,
+    #[error("--hugepages on: {0}")]
+    HugePagesShort(HugePagesShort),
+    #[error("{iface} has {available} RX queue(s); --queues {queues} asks for more")]
+    TooManyQueues { iface: String, available: u32, queues: u32 },
+    #[error("--pcap {}: {source}", path.display())]
+    Pcap { path: PathBuf, source: io::Error },
+    /// Installing the SIGINT/SIGTERM handlers, or starting a worker thread.
+    #[error("{0}")]
+    Os(io::Error),
+    #[error("no queues")]
+    NoQueues,
+    #[error("not every connection was echoed intact in time")]
+    NotEchoed,
+    #[error("interface {0} disappeared")]
+    InterfaceGone(String),
+    #[error("no xdptcp at {} ({source}); is `xdptcp serve` running with this --control?", path.display())]
+    NoServer { path: PathBuf, source: io::Error },
+    /// Talking to a running server over its control socket.
+    #[error("{0}")]
+    Control(io::Error),
+}
+
+/// A flag's value that cannot be used (also what clap's value parsers
+/// report).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum FlagError {
+    #[error("the frame size is 2048 or 4096")]
+    FrameSize,
+    #[error("--zero-copy required needs the XDP program in native (driver) mode, \
+             but --xdp-mode generic was given: use --xdp-mode native or auto, or --zero-copy preferred or off")]
+    ZeroCopyGeneric,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("--recv-buffer: windows cannot exceed 1 GiB (RFC 7323)")]
+    RecvBufferOver1G,
+    #[error("--ip {addr}: {source}")]
+    Ip { addr: String, source: std::net::AddrParseError },
+    #[error("--ip /{len}: {source}")]
+    PrefixLen { len: String, source: std::num::ParseIntError },
+    #[error("--mtu {0}: at least 576")]
+    MtuBelow576(usize),
+    #[error("--mtu {mtu} is above {iface}'s MTU of {link}; raise it with `ip link set dev {iface} mtu {mtu}` (and the peer's)")]
+    MtuAboveLink { mtu: usize, iface: String, link: usize },
+    #[error("{0:?} is not a byte count (e.g. 65536, 256K, 64M, 1G)")]
+    NotBytes(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Hugepages too few for the UMEMs under `--hugepages on`, and the
+/// reservation that would do.
+#[derive(Debug)]
+struct HugePagesShort {
+    queues: u32,
+    umem_mib: u64,
+    need: u64,
+    page_kib: u64,
+    free: u64,
+    reserve: u64,
+}
+
+impl std::fmt::Display for HugePagesShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let HugePagesShort { queues, umem_mib, need, page_kib, free, reserve } = self;
+        write!(f, "{queues} UMEM(s) of {umem_mib} MiB need {need} hugepages of {page_kib} kB, {free} free; reserve them with `sysctl vm.nr_hugepages={reserve}`")
+    }
+}
+
+/// `ADDR[/LEN]`, /24 when no length is given.
+fn parse_ip(s: &str) -> Result<(Ipv4Addr, u8), FlagError> {
+    let addr = |a: &str| a.parse().map_err(|source| FlagError::Ip { addr: a.into(), source });
+    match s.split_once('/') {
+        Some((a, l)) => Ok((addr(a)?, l.parse().map_err(|source| FlagError::PrefixLen { len: l.into(), source })?)),
+        None => Ok((addr(s)?, 24)),
+    }
+}
+
+/// The stack configuration for `iface` and `--ip` (and `--gateway`).
+fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, Error> {
+    let (ip, prefix) = parse_ip(ip)?;
+    Ok(xdptcp::host::stack_config(iface, ip, prefix, gateway)?)
+}
+
+/// Sets the MTU the stack sends with to `mtu` (from `--mtu`) when given:
+/// at least 576 (IPv4's minimum datagram size every host takes) and at
+/// most the interface's, which `stack_config` read. The advertised MSS
+/// follows it (MTU − 40), and so does the largest segment sent.
+fn apply_mtu(cfg: &mut StackConfig, iface: &str, mtu: Option<usize>) -> Result<(), FlagError> {
+    let Some(mtu) = mtu else { return Ok(()) };
+    if mtu < 576 {
+        return Err(FlagError::MtuBelow576(mtu));
+    }
+    if mtu > cfg.mtu {
+        return Err(FlagError::MtuAboveLink { mtu, iface: iface.into(), link: cfg.mtu });
+    }
+    cfg.mtu = mtu;
+    cfg.tcp.mss = xdptcp::tcp::Config::mss_for_mtu(mtu);
+    Ok(())
+}
+
+/// A byte count: digits with an optional binary suffix, K, M or G (KiB,
+/// MiB, GiB): `65536`, `256K`, `64M`, `1G`.
+fn parse_bytes(s: &str) -> Result<usize, FlagError> {
+    let t = s.trim();
+    let (digits, shift) = match t.as_bytes().last().map(|b| b.to_ascii_uppercase()) {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: usize = digits.parse().map_err(|_| FlagError::NotBytes(s.into()))?;
+    n.checked_mul(1 << shift).ok_or_else(|| FlagError::TooLarge(s.into()))
+}
 
 #[derive(Parser)]
 #[command(name = "xdptcp", version, about = "A kernel-bypass TCP/IP stack on AF_XDP")]
@@ -103,11 +237,11 @@ struct XskArgs {
     frames: u32,
 }
 
-fn parse_frame_size(s: &str) -> Result<u32, String> {
+fn parse_frame_size(s: &str) -> Result<u32, FlagError> {
     match s {
         "2048" => Ok(2048),
         "4096" => Ok(4096),
-        _ => Err("the frame size is 2048 or 4096".into()),
+        _ => Err(FlagError::FrameSize),
     }
 }
 
@@ -123,11 +257,9 @@ impl XskArgs {
     /// The XDP mode to attach in: zero-copy needs native mode, so
     /// `--zero-copy required` turns `auto` into native and refuses generic
     /// up front, before anything is attached.
-    fn xdp_mode(&self, m: Mode) -> Result<XdpMode, String> {
+    fn xdp_mode(&self, m: Mode) -> Result<XdpMode, FlagError> {
         match (self.zero_copy, m) {
-            (ZeroCopyArg::Required, Mode::Generic) => Err("--zero-copy required needs the XDP program in native (driver) mode, \
-                 but --xdp-mode generic was given: use --xdp-mode native or auto, or --zero-copy preferred or off"
-                .into()),
+            (ZeroCopyArg::Required, Mode::Generic) => Err(FlagError::ZeroCopyGeneric),
             (ZeroCopyArg::Required, Mode::Auto) => Ok(XdpMode::Native),
             _ => Ok(xdp_mode(m)),
         }
@@ -135,11 +267,11 @@ impl XskArgs {
 
     /// Attaches the program in the mode `xdp_mode` picks; a refused native
     /// attach under `--zero-copy required` says why native was needed.
-    fn attach(&self, iface: &str, ip: Ipv4Addr, m: Mode) -> Result<SteerProgram, String> {
+    fn attach(&self, iface: &str, ip: Ipv4Addr, m: Mode) -> Result<SteerProgram, Error> {
         let mode = self.xdp_mode(m)?;
         SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| match self.zero_copy {
-            ZeroCopyArg::Required => format!("--zero-copy required needs native XDP mode: {e}"),
-            _ => e.to_string(),
+            ZeroCopyArg::Required => Error::NativeForZeroCopy(e),
+            _ => Error::Program(e),
         })
     }
 
@@ -150,7 +282,7 @@ impl XskArgs {
     /// may send them, ICMP for one), whatever the stack sends with; above
     /// what one UMEM frame holds, packets span chains of frames
     /// (multi-buffer), with 4096-byte frames unless `--frame-size` says.
-    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32, stack: &xdptcp::stack::StackConfig) -> Result<QueueConfig, String> {
+    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32, stack: &StackConfig) -> Result<QueueConfig, Error> {
         let mut zero_copy = self.zero_copy();
         if program == XdpMode::Generic && zero_copy == ZeroCopy::Preferred {
             log::warn!("{iface}: the XDP program runs in generic mode and zero-copy needs native mode: binding copy mode (XDP_COPY)");
@@ -178,12 +310,12 @@ impl XskArgs {
 
     /// Says once, for all queues, whether the UMEMs fit on the hugepages
     /// free, and what to reserve if not (`on` fails then).
-    fn check_huge_pages(&self, iface: &str, cfg: &QueueConfig, queues: u32) -> Result<(), String> {
+    fn check_huge_pages(&self, iface: &str, cfg: &QueueConfig, queues: u32) -> Result<(), Error> {
         if cfg.huge_pages == HugePages::Off {
             return Ok(());
         }
         let Some(mem) = MemInfo::read().filter(|m| m.page_bytes > 0) else {
-            return if cfg.huge_pages == HugePages::On { Err("--hugepages on: this kernel has no hugetlb pages".into()) } else { Ok(()) };
+            return if cfg.huge_pages == HugePages::On { Err(Error::NoHugetlb) } else { Ok(()) };
         };
         let frames = xdptcp::xdp::bind::frames_filling_pages(cfg.frames, cfg.frame_size, mem.page_bytes);
         let per_queue = mem.pages_for(u64::from(frames) * u64::from(cfg.frame_size));
@@ -192,15 +324,16 @@ impl XskArgs {
             log::info!("{iface}: UMEM on hugepages: {queues} queue(s) × {per_queue} pages of {} kB ({} free)", mem.page_bytes / 1024, mem.usable());
             return Ok(());
         }
-        let msg = format!(
-            "{queues} UMEM(s) of {} MiB need {need} hugepages of {} kB, {} free; reserve them with `sysctl vm.nr_hugepages={}`",
-            (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
-            mem.page_bytes / 1024,
-            mem.usable(),
-            mem.nr_hugepages_for(need)
-        );
+        let msg = HugePagesShort {
+            queues,
+            umem_mib: (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
+            need,
+            page_kib: mem.page_bytes / 1024,
+            free: mem.usable(),
+            reserve: mem.nr_hugepages_for(need),
+        };
         if cfg.huge_pages == HugePages::On {
-            return Err(format!("--hugepages on: {msg}"));
+            return Err(Error::HugePagesShort(msg));
         }
         log::warn!("{iface}: UMEM on normal pages: {msg}");
         Ok(())
@@ -313,8 +446,8 @@ struct Serve {
 
 impl Serve {
     /// The resource caps given on the command line, over the defaults.
-    fn apply_caps(&self, cfg: &mut xdptcp::stack::StackConfig) -> Result<(), String> {
-        let nonzero = |flag: &str, v: usize| if v == 0 { Err(format!("{flag} must be at least 1")) } else { Ok(v) };
+    fn apply_caps(&self, cfg: &mut StackConfig) -> Result<(), FlagError> {
+        let nonzero = |flag: &'static str, v: usize| if v == 0 { Err(FlagError::Zero(flag)) } else { Ok(v) };
         if let Some(n) = self.max_connections {
             cfg.max_connections = nonzero("--max-connections", n)?;
         }
@@ -324,7 +457,7 @@ impl Serve {
         if let Some(n) = self.recv_buffer {
             // RFC 7323 §2.3: a window scale of 14 reaches 1 GiB at most.
             if n > 1 << 30 {
-                return Err("--recv-buffer: windows cannot exceed 1 GiB (RFC 7323)".into());
+                return Err(FlagError::RecvBufferOver1G);
             }
             cfg.tcp.recv_buffer = nonzero("--recv-buffer", n)?;
         }
@@ -392,15 +525,15 @@ fn log_bind(iface: &str, queue: &XskQueue) {
     }
 }
 
-fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
+fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, Error> {
     let Some(p) = path else { return Ok(None) };
     let path = if queues > 1 { p.with_extension(format!("q{queue}.pcap")) } else { p.clone() };
-    PcapSink::create(&path).map(Some).map_err(|e| format!("--pcap {}: {e}", path.display()))
+    PcapSink::create(&path).map(Some).map_err(|source| Error::Pcap { path, source })
 }
 
-fn connect(c: &Connect) -> Result<(), String> {
+fn connect(c: &Connect) -> Result<(), Error> {
     if not_root() {
-        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+        return Err(Error::NotRoot);
     }
     let mut cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
     apply_mtu(&mut cfg, &c.iface, c.mtu)?;
@@ -409,7 +542,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     let qcfg = c.xsk.queue_config(&c.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Os)?;
     }
     let key = secret();
     // Where the NIC steers replies: queue 0 opens every connection, from
@@ -422,9 +555,9 @@ fn connect(c: &Connect) -> Result<(), String> {
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
-        let queue = XskQueue::open(&c.iface, q, qcfg).map_err(|e| e.to_string())?;
+        let queue = XskQueue::open(&c.iface, q, qcfg)?;
         log_bind(&c.iface, &queue);
-        program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        program.register(q, queue.fd())?;
         let handoff = ring.next().expect("one per queue");
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
@@ -441,9 +574,9 @@ fn connect(c: &Connect) -> Result<(), String> {
             let _ = run_worker(shard, app, queue, &stop, None, rx, handoff);
         }));
     }
-    let (mut shard, queue, handoff) = first.ok_or("no queues")?;
+    let (mut shard, queue, handoff) = first.ok_or(Error::NoQueues)?;
     for _ in 0..c.conns {
-        shard.connect(xdptcp::time::Instant::ZERO, c.remote).map_err(|e| e.to_string())?;
+        shard.connect(xdptcp::time::Instant::ZERO, c.remote)?;
     }
     let timer = {
         let stop = stop.clone();
@@ -472,15 +605,15 @@ fn connect(c: &Connect) -> Result<(), String> {
     drop(program);
     log::info!("{:?}", shard.stats());
     println!("{} of {} connections echoed {} bytes, verified ({} failed)", app.verified, c.conns, c.bytes, app.failed);
-    if app.verified == c.conns { Ok(()) } else { Err("not every connection was echoed intact in time".into()) }
+    if app.verified == c.conns { Ok(()) } else { Err(Error::NotEchoed) }
 }
 
-fn serve<A: App + Default + Send + 'static>(s: &Serve) -> Result<(), String>
+fn serve<A: App + Default + Send + 'static>(s: &Serve) -> Result<(), Error>
 where
     A::State: Send,
 {
     if not_root() {
-        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+        return Err(Error::NotRoot);
     }
     let mut cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
     s.apply_caps(&mut cfg)?;
@@ -489,7 +622,7 @@ where
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
     if queues > available {
-        return Err(format!("{} has {available} RX queue(s); --queues {queues} asks for more", s.iface));
+        return Err(Error::TooManyQueues { iface: s.iface.clone(), available, queues });
     }
     if queues < available {
         log::warn!(
@@ -502,7 +635,7 @@ where
     let qcfg = s.xsk.queue_config(&s.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Os)?;
     }
     let key = secret();
     // Read once; each shard gets the steering as its own queue sees it.
@@ -514,8 +647,8 @@ where
     let mut ring = Handoff::ring(queues as usize).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
-        let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
-        program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        let mut queue = XskQueue::open(&s.iface, q, qcfg)?;
+        program.register(q, queue.fd())?;
         if let Some(usecs) = s.busy_poll {
             match queue.enable_busy_poll(usecs, 64) {
                 Ok(()) => log::info!("{} queue {q}: preferred busy polling on ({usecs} µs, budget 64)", s.iface),
@@ -540,7 +673,7 @@ where
             }
             let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap, ctl_rx, handoff);
             (q, *shard.stats(), queue.stats())
-        }).map_err(|e| e.to_string())?);
+        }).map_err(Error::Os)?);
     }
     log::info!("serving {ip}:{} on {} with {queues} queue(s), XDP {:?} mode", s.port, s.iface, program.mode());
     serve_control(&s.control, &s.iface, &controls, &program, &stop);
@@ -553,7 +686,7 @@ where
     log::info!("XDP counters: {}", COUNTER_NAMES.iter().zip(counters).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "));
     drop(program); // detaches
     if IFACE_GONE.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(format!("interface {} disappeared", s.iface));
+        return Err(Error::InterfaceGone(s.iface.clone()));
     }
     log::info!("stopped; XDP program detached");
     Ok(())
@@ -772,14 +905,77 @@ fn same_or_mixed(total: Option<&serde_json::Value>, v: &serde_json::Value) -> se
 }
 
 /// Sends one request to a running `xdptcp serve` and prints the answer.
-fn query(path: &std::path::Path, request: &str) -> Result<(), String> {
+fn query(path: &std::path::Path, request: &str) -> Result<(), Error> {
     use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| format!("no xdptcp at {} ({e}); is `xdptcp serve` running with this --control?", path.display()))?;
-    s.write_all(format!("{request}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|source| Error::NoServer { path: path.to_path_buf(), source })?;
+    s.write_all(format!("{request}\n").as_bytes()).map_err(Error::Control)?;
     s.shutdown(std::net::Shutdown::Write).ok();
     let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut out).map_err(Error::Control)?;
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtu_flag_sets_the_mss_within_the_interface_mtu() {
+        let mac = xdptcp::wire::EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let mut cfg = StackConfig::new(mac, Ipv4Addr::new(10, 0, 0, 1), 24);
+        cfg.mtu = 9000;
+        cfg.tcp = xdptcp::tcp::Config::for_mtu(9000);
+        cfg.tcp.send_buffer = 12345;
+        apply_mtu(&mut cfg, "x", None).unwrap();
+        assert_eq!((cfg.mtu, cfg.tcp.mss), (9000, 8960));
+        apply_mtu(&mut cfg, "x", Some(4000)).unwrap();
+        assert_eq!((cfg.mtu, cfg.tcp.mss, cfg.tcp.send_buffer), (4000, 3960, 12345));
+        let e = apply_mtu(&mut cfg, "x", Some(9000)).unwrap_err();
+        assert_eq!(e, FlagError::MtuAboveLink { mtu: 9000, iface: "x".into(), link: 4000 });
+        assert_eq!(e.to_string(), "--mtu 9000 is above x's MTU of 4000; raise it with `ip link set dev x mtu 9000` (and the peer's)");
+        assert_eq!(apply_mtu(&mut cfg, "x", Some(500)).unwrap_err().to_string(), "--mtu 500: at least 576");
+        assert_eq!(cfg.mtu, 4000);
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("256K"), Ok(256 << 10));
+        assert_eq!(parse_bytes("64m"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert!(parse_bytes("").is_err());
+        assert_eq!(parse_bytes("12Q").unwrap_err().to_string(), "\"12Q\" is not a byte count (e.g. 65536, 256K, 64M, 1G)");
+        assert!(parse_bytes("-1").is_err());
+        assert_eq!(parse_bytes("99999999999999999999G").unwrap_err(), FlagError::NotBytes("99999999999999999999G".into()));
+        assert_eq!(parse_bytes(&format!("{}G", usize::MAX >> 20)).unwrap_err(), FlagError::TooLarge(format!("{}G", usize::MAX >> 20)));
+    }
+
+    #[test]
+    fn addresses_with_and_without_a_prefix() {
+        assert_eq!(parse_ip("10.0.0.1"), Ok((Ipv4Addr::new(10, 0, 0, 1), 24)));
+        assert_eq!(parse_ip("10.0.0.1/16"), Ok((Ipv4Addr::new(10, 0, 0, 1), 16)));
+        assert_eq!(parse_ip("10.0.0/8").unwrap_err().to_string(), "--ip 10.0.0: invalid IPv4 address syntax");
+        assert!(parse_ip("10.0.0.1/x").unwrap_err().to_string().starts_with("--ip /x: "));
+    }
+
+    #[test]
+    fn setup_errors_keep_their_messages_and_sources() {
+        assert_eq!(Error::NotRoot.to_string(), "needs CAP_NET_ADMIN and CAP_BPF: run as root");
+        let e = Error::Pcap { path: "/x/y.pcap".into(), source: io::Error::from(io::ErrorKind::NotFound) };
+        assert_eq!(e.to_string(), "--pcap /x/y.pcap: entity not found");
+        assert!(std::error::Error::source(&e).is_some());
+        let e = open_capture(&Some("/nonexistent-dir/c.pcap".into()), 1, 2).err().expect("no such directory");
+        assert!(matches!(&e, Error::Pcap { path, .. } if path.to_str() == Some("/nonexistent-dir/c.q1.pcap")), "{e:?}");
+        let short = HugePagesShort { queues: 2, umem_mib: 16, need: 16, page_kib: 2048, free: 10, reserve: 22 };
+        assert_eq!(
+            Error::HugePagesShort(short).to_string(),
+            "--hugepages on: 2 UMEM(s) of 16 MiB need 16 hugepages of 2048 kB, 10 free; reserve them with `sysctl vm.nr_hugepages=22`"
+        );
+        assert!(FlagError::ZeroCopyGeneric.to_string().contains("needs the XDP program in native (driver) mode, but --xdp-mode generic was given"));
+        let e = Error::TooManyQueues { iface: "eth1".into(), available: 2, queues: 4 };
+        assert_eq!(e.to_string(), "eth1 has 2 RX queue(s); --queues 4 asks for more");
+        let e = Error::from(xdptcp::host::rx_queue_count("xdptcp-nonexist").unwrap_err());
+        assert!(e.to_string().starts_with("interface xdptcp-nonexist not found ("), "{e}");
+    }
 }

@@ -8,8 +8,6 @@
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
 
-pub mod host;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam::channel::{Receiver, Sender};
@@ -17,7 +15,6 @@ use crossbeam::channel::{Receiver, Sender};
 use crate::app::App;
 use crate::stack::{ShardStats, TxFrames, Verdict};
 use crate::xdp::{QueueStats, XskRings, XskTx};
-use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
 use crate::xdp::XskQueue;
@@ -50,7 +47,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// gracefully before resetting the rest.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
-pub type Capture = PcapSink<std::io::BufWriter<std::fs::File>>;
+pub use crate::capture::Capture;
 
 /// One connection, as `xdptcp ss` shows it.
 #[derive(Debug, Clone)]
