@@ -2,7 +2,6 @@
 // serde_json::json! expands recursively per key; the stats row has many.
 #![recursion_limit = "256"]
 
-use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,143 +12,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
 use xdptcp::capture::{Capture, PcapSink};
-use xdptcp::host::{iface_mtu, read_sys, rx_queue_count, secret, HostError};
-use xdptcp::runtime::{run_worker, ConnInfo, Control, Handoff, WorkerStats};
-use xdptcp::stack::{ConnectError, Shard, StackConfig};
-use xdptcp::xdp::{not_root, rss_steering, HugePages, MemInfo, ProgramError, QueueConfig, SocketError, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
+use xdptcp::host::{iface_mtu, read_sys, rx_queue_count, secret};
+use xdptcp::runtime::{run_worker, Control, Handoff};
+use xdptcp::stack::{Shard, StackConfig};
+use xdptcp::xdp::{not_root, rss_steering, HugePages, MemInfo, QueueConfig, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
 
-/// Why a command failed; `main` prints it after `xdptcp: `.
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error("needs CAP_NET_ADMIN and CAP_BPF: run as root")]
-    NotRoot,
-    #[error(transparent)]
-    Host(#[from] HostError),
-    #[error(transparent)]
-    Flag(#[from] FlagError),
-    #[error(transparent)]
-    Program(#[from] ProgramError),
-    #[error("--zero-copy required needs native XDP mode: {0}")]
-    NativeForZeroCopy(ProgramError),
-    #[error(transparent)]
-    Socket(#[from] SocketError),
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error("--hugepages on: this kernel has no hugetlb pages")]
-    NoHugetlb,
-    #[error("--hugepages on: {0}")]
-    HugePagesShort(HugePagesShort),
-    #[error("{iface} has {available} RX queue(s); --queues {queues} asks for more")]
-    TooManyQueues { iface: String, available: u32, queues: u32 },
-    #[error("--pcap {}: {source}", path.display())]
-    Pcap { path: PathBuf, source: io::Error },
-    /// Installing the SIGINT/SIGTERM handlers, or starting a worker thread.
-    #[error("{0}")]
-    Os(io::Error),
-    #[error("no queues")]
-    NoQueues,
-    #[error("not every connection was echoed intact in time")]
-    NotEchoed,
-    #[error("interface {0} disappeared")]
-    InterfaceGone(String),
-    #[error("no xdptcp at {} ({source}); is `xdptcp serve` running with this --control?", path.display())]
-    NoServer { path: PathBuf, source: io::Error },
-    /// Talking to a running server over its control socket.
-    #[error("{0}")]
-    Control(io::Error),
-}
+#[path = "xdptcp/setup.rs"]
+mod setup;
+#[path = "xdptcp/stats.rs"]
+mod stats;
 
-/// A flag's value that cannot be used (also what clap's value parsers
-/// report).
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-enum FlagError {
-    #[error("the frame size is 2048 or 4096")]
-    FrameSize,
-    #[error("--zero-copy required needs the XDP program in native (driver) mode, \
-             but --xdp-mode generic was given: use --xdp-mode native or auto, or --zero-copy preferred or off")]
-    ZeroCopyGeneric,
-    #[error("{0} must be at least 1")]
-    Zero(&'static str),
-    #[error("--recv-buffer: windows cannot exceed 1 GiB (RFC 7323)")]
-    RecvBufferOver1G,
-    #[error("--ip {addr}: {source}")]
-    Ip { addr: String, source: std::net::AddrParseError },
-    #[error("--ip /{len}: {source}")]
-    PrefixLen { len: String, source: std::num::ParseIntError },
-    #[error("--mtu {0}: at least 576")]
-    MtuBelow576(usize),
-    #[error("--mtu {mtu} is above {iface}'s MTU of {link}; raise it with `ip link set dev {iface} mtu {mtu}` (and the peer's)")]
-    MtuAboveLink { mtu: usize, iface: String, link: usize },
-    #[error("{0:?} is not a byte count (e.g. 65536, 256K, 64M, 1G)")]
-    NotBytes(String),
-    #[error("{0:?} is too large")]
-    TooLarge(String),
-}
-
-/// Hugepages too few for the UMEMs under `--hugepages on`, and the
-/// reservation that would do.
-#[derive(Debug)]
-struct HugePagesShort {
-    queues: u32,
-    umem_mib: u64,
-    need: u64,
-    page_kib: u64,
-    free: u64,
-    reserve: u64,
-}
-
-impl std::fmt::Display for HugePagesShort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let HugePagesShort { queues, umem_mib, need, page_kib, free, reserve } = self;
-        write!(f, "{queues} UMEM(s) of {umem_mib} MiB need {need} hugepages of {page_kib} kB, {free} free; reserve them with `sysctl vm.nr_hugepages={reserve}`")
-    }
-}
-
-/// `ADDR[/LEN]`, /24 when no length is given.
-fn parse_ip(s: &str) -> Result<(Ipv4Addr, u8), FlagError> {
-    let addr = |a: &str| a.parse().map_err(|source| FlagError::Ip { addr: a.into(), source });
-    match s.split_once('/') {
-        Some((a, l)) => Ok((addr(a)?, l.parse().map_err(|source| FlagError::PrefixLen { len: l.into(), source })?)),
-        None => Ok((addr(s)?, 24)),
-    }
-}
-
-/// The stack configuration for `iface` and `--ip` (and `--gateway`).
-fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, Error> {
-    let (ip, prefix) = parse_ip(ip)?;
-    Ok(xdptcp::host::stack_config(iface, ip, prefix, gateway)?)
-}
-
-/// Sets the MTU the stack sends with to `mtu` (from `--mtu`) when given:
-/// at least 576 (IPv4's minimum datagram size every host takes) and at
-/// most the interface's, which `stack_config` read. The advertised MSS
-/// follows it (MTU − 40), and so does the largest segment sent.
-fn apply_mtu(cfg: &mut StackConfig, iface: &str, mtu: Option<usize>) -> Result<(), FlagError> {
-    let Some(mtu) = mtu else { return Ok(()) };
-    if mtu < 576 {
-        return Err(FlagError::MtuBelow576(mtu));
-    }
-    if mtu > cfg.mtu {
-        return Err(FlagError::MtuAboveLink { mtu, iface: iface.into(), link: cfg.mtu });
-    }
-    cfg.mtu = mtu;
-    cfg.tcp.mss = xdptcp::tcp::Config::mss_for_mtu(mtu);
-    Ok(())
-}
-
-/// A byte count: digits with an optional binary suffix, K, M or G (KiB,
-/// MiB, GiB): `65536`, `256K`, `64M`, `1G`.
-fn parse_bytes(s: &str) -> Result<usize, FlagError> {
-    let t = s.trim();
-    let (digits, shift) = match t.as_bytes().last().map(|b| b.to_ascii_uppercase()) {
-        Some(b'K') => (&t[..t.len() - 1], 10),
-        Some(b'M') => (&t[..t.len() - 1], 20),
-        Some(b'G') => (&t[..t.len() - 1], 30),
-        _ => (t, 0),
-    };
-    let n: usize = digits.parse().map_err(|_| FlagError::NotBytes(s.into()))?;
-    n.checked_mul(1 << shift).ok_or_else(|| FlagError::TooLarge(s.into()))
-}
+use setup::{apply_mtu, parse_bytes, stack_config, Error, FlagError, HugePagesShort};
+use stats::{format_ss, format_stats};
 
 #[derive(Parser)]
 #[command(name = "xdptcp", version, about = "A kernel-bypass TCP/IP stack on AF_XDP")]
@@ -756,154 +630,6 @@ fn collect<T: Send>(workers: &[crossbeam::channel::Sender<Control>], make: fn(cr
     out
 }
 
-fn format_ss(per_worker: &[Vec<ConnInfo>], info: bool) -> String {
-    let mut out = format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port");
-    for c in per_worker.iter().flatten() {
-        out.push_str(&format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", c.state, c.recv_q, c.send_q, c.local.to_string(), c.remote.to_string()));
-        if info {
-            let rtt = c.srtt_us.map(|u| format!("{:.3}", u as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-            out.push_str(&format!("\t cwnd:{} rtt:{}ms rto:{}ms mss:{} retrans:{}\n", c.cwnd, rtt, c.rto_ms, c.mss, c.retransmits));
-        }
-    }
-    out
-}
-
-fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> String {
-    let xdp = program.counters();
-    let row = |w: &WorkerStats| {
-        let s = &w.shard;
-        let mut row = serde_json::json!({
-            "queue": w.queue,
-            "connections": w.connections,
-            "time_wait": w.time_wait,
-            "frames_in": s.frames_in, "frames_out": s.frames_out,
-            "segments_in": s.segments_in, "segments_out": s.segments_out,
-            "retransmits": w.retransmits,
-            "tcp_checksum_errors": s.tcp_checksum_errors, "ip_checksum_errors": s.ip_checksum_errors,
-            "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
-            "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
-            // Active opens from a port whose replies the NIC steers to this queue, and the rest.
-            "active_opens_rss_steered": s.active_opens_rss_steered, "active_open_handoffs": s.active_open_handoffs,
-            "control_drops": s.control_drops, "arp_unresolved_drops": s.arp_unresolved_drops,
-            "refused_full": s.refused_full,
-            "ooo_dropped": s.ooo_dropped, "window_clamped": s.window_clamped, "mem_dropped": s.mem_dropped,
-            // Now, not counts: receive bytes held (in order unread + out of order), and the out-of-order part.
-            "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
-            "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
-            "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
-            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
-            "zero_copy_sockets": u64::from(w.zero_copy),
-            // How the socket is bound (read back from the kernel), and why
-            // not zero-copy if the driver refused it.
-            "bind_mode": if w.zero_copy { "zero-copy" } else { "copy" },
-            "zero_copy_refused": w.umem.zero_copy_refused.map(xdptcp::xdp::bind::zero_copy_refusal),
-            "umem_bytes": w.umem.bytes, "umem_frame_size": w.umem.frame_size, "umem_huge_pages": w.umem.huge_pages,
-            "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
-            "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
-            // Multi-buffer: packets in several UMEM frames; the largest frames (bytes, max over queues in the total).
-            "xsk_rx_chains": w.xsk.rx_chains, "xsk_tx_chains": w.xsk.tx_chains, "xsk_rx_chains_dropped": w.xsk.rx_chains_dropped,
-            "xsk_rx_largest_frame": w.xsk.rx_largest, "xsk_tx_largest_frame": w.xsk.tx_largest,
-            // Counted by the kernel on the socket: frames dropped before the stack saw them.
-            "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
-            "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
-            "xsk_tx_invalid_descs": w.kernel.tx_invalid_descs, "xsk_tx_ring_empty": w.kernel.tx_ring_empty,
-        });
-        let f = &w.frames;
-        let umem = serde_json::json!({
-            // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
-            // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
-            // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
-            // on the completion ring; held: by connections (0, the stack copies).
-            "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
-            "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
-            "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,
-            "umem_frames_ok": f.ok(),
-            // Older names: tx + completion, and fill + rx.
-            "umem_frames_tx_in_flight": f.tx_in_flight(),
-            "umem_frames_fill_or_rx": f.fill + f.rx,
-        });
-        if let (Some(r), serde_json::Value::Object(u)) = (row.as_object_mut(), umem) {
-            r.extend(u);
-        }
-        // Loss recovery, over live and retired connections (a second
-        // object: one json! of everything exceeds the macro's recursion limit).
-        let recovery = serde_json::json!({
-            "timeouts": w.timeouts, "fast_recoveries": w.recoveries,
-            "loss_probes": w.loss_probes, "recoveries_undone": w.undos,
-            // Conn::send_with: bytes written straight into TX frames, and into send buffers.
-            "send_with_direct_bytes": s.send_with_direct_bytes, "send_with_buffered_bytes": s.send_with_buffered_bytes,
-        });
-        if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
-            row.extend(extra.clone());
-        }
-        let memory = serde_json::json!({
-            // Now, not counts: bytes in send buffers (with recv_buffered_bytes, what
-            // --memory-limit bounds), and orphans (closed, still finishing).
-            "send_buffered_bytes": s.send_buffered, "orphans": s.orphans,
-            // Closes reset beyond --max-orphans, and orphans reset when memory ran out.
-            "orphans_reset": s.orphans_reset, "orphans_reset_memory": s.orphans_reset_memory,
-        });
-        if let (Some(row), Some(extra)) = (row.as_object_mut(), memory.as_object()) {
-            row.extend(extra.clone());
-        }
-        row
-    };
-    let per: Vec<_> = workers.iter().map(row).collect();
-    let mut total = serde_json::Map::new();
-    for r in &per {
-        for (k, v) in r.as_object().into_iter().flatten() {
-            if k == "queue" {
-                continue;
-            }
-            // Flags hold for the total if they hold for every queue; modes,
-            // reasons and sizes are the queues' common value or "mixed"; the
-            // largest frames are the largest of any queue; counters add up.
-            let before = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0);
-            let sum = match v {
-                serde_json::Value::Bool(b) => serde_json::json!(*b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
-                serde_json::Value::String(_) | serde_json::Value::Null => same_or_mixed(total.get(k), v),
-                _ if k == "umem_frame_size" => same_or_mixed(total.get(k), v),
-                _ if k.ends_with("_largest_frame") => serde_json::json!(before.max(v.as_u64().unwrap_or(0))),
-                _ => serde_json::json!(before + v.as_u64().unwrap_or(0)),
-            };
-            total.insert(k.clone(), sum);
-        }
-    }
-    let xdp_json: serde_json::Map<_, _> = COUNTER_NAMES.iter().zip(xdp).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect();
-    let mode = match program.mode() {
-        XdpMode::Native => "native",
-        XdpMode::Generic => "generic",
-        XdpMode::Auto => "auto",
-    };
-    let doc = serde_json::json!({ "per_queue": per, "total": total, "xdp": xdp_json, "xdp_mode": mode });
-    if json {
-        return format!("{doc}\n");
-    }
-    let mut out = String::new();
-    for (name, obj) in std::iter::once(("total".to_string(), serde_json::Value::Object(total))).chain(per.iter().map(|r| (format!("queue {}", r["queue"]), r.clone()))) {
-        out.push_str(&format!("{name}:\n"));
-        for (k, v) in obj.as_object().into_iter().flatten() {
-            if k != "queue" {
-                out.push_str(&format!("    {k}: {v}\n"));
-            }
-        }
-    }
-    out.push_str(&format!("xdp ({mode} mode):\n"));
-    for (n, v) in COUNTER_NAMES.iter().zip(xdp) {
-        out.push_str(&format!("    {n}: {v}\n"));
-    }
-    out
-}
-
-/// The total of a value that does not add up: the queues' common value, or
-/// "mixed" where they differ.
-fn same_or_mixed(total: Option<&serde_json::Value>, v: &serde_json::Value) -> serde_json::Value {
-    match total {
-        Some(t) if t != v => serde_json::json!("mixed"),
-        _ => v.clone(),
-    }
-}
-
 /// Sends one request to a running `xdptcp serve` and prints the answer.
 fn query(path: &std::path::Path, request: &str) -> Result<(), Error> {
     use std::io::{Read, Write};
@@ -919,45 +645,7 @@ fn query(path: &std::path::Path, request: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mtu_flag_sets_the_mss_within_the_interface_mtu() {
-        let mac = xdptcp::wire::EthernetAddress([2, 0, 0, 0, 0, 1]);
-        let mut cfg = StackConfig::new(mac, Ipv4Addr::new(10, 0, 0, 1), 24);
-        cfg.mtu = 9000;
-        cfg.tcp = xdptcp::tcp::Config::for_mtu(9000);
-        cfg.tcp.send_buffer = 12345;
-        apply_mtu(&mut cfg, "x", None).unwrap();
-        assert_eq!((cfg.mtu, cfg.tcp.mss), (9000, 8960));
-        apply_mtu(&mut cfg, "x", Some(4000)).unwrap();
-        assert_eq!((cfg.mtu, cfg.tcp.mss, cfg.tcp.send_buffer), (4000, 3960, 12345));
-        let e = apply_mtu(&mut cfg, "x", Some(9000)).unwrap_err();
-        assert_eq!(e, FlagError::MtuAboveLink { mtu: 9000, iface: "x".into(), link: 4000 });
-        assert_eq!(e.to_string(), "--mtu 9000 is above x's MTU of 4000; raise it with `ip link set dev x mtu 9000` (and the peer's)");
-        assert_eq!(apply_mtu(&mut cfg, "x", Some(500)).unwrap_err().to_string(), "--mtu 500: at least 576");
-        assert_eq!(cfg.mtu, 4000);
-    }
-
-    #[test]
-    fn byte_counts() {
-        assert_eq!(parse_bytes("65536"), Ok(65536));
-        assert_eq!(parse_bytes("256K"), Ok(256 << 10));
-        assert_eq!(parse_bytes("64m"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
-        assert!(parse_bytes("").is_err());
-        assert_eq!(parse_bytes("12Q").unwrap_err().to_string(), "\"12Q\" is not a byte count (e.g. 65536, 256K, 64M, 1G)");
-        assert!(parse_bytes("-1").is_err());
-        assert_eq!(parse_bytes("99999999999999999999G").unwrap_err(), FlagError::NotBytes("99999999999999999999G".into()));
-        assert_eq!(parse_bytes(&format!("{}G", usize::MAX >> 20)).unwrap_err(), FlagError::TooLarge(format!("{}G", usize::MAX >> 20)));
-    }
-
-    #[test]
-    fn addresses_with_and_without_a_prefix() {
-        assert_eq!(parse_ip("10.0.0.1"), Ok((Ipv4Addr::new(10, 0, 0, 1), 24)));
-        assert_eq!(parse_ip("10.0.0.1/16"), Ok((Ipv4Addr::new(10, 0, 0, 1), 16)));
-        assert_eq!(parse_ip("10.0.0/8").unwrap_err().to_string(), "--ip 10.0.0: invalid IPv4 address syntax");
-        assert!(parse_ip("10.0.0.1/x").unwrap_err().to_string().starts_with("--ip /x: "));
-    }
+    use std::io;
 
     #[test]
     fn setup_errors_keep_their_messages_and_sources() {
