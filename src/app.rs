@@ -6,16 +6,21 @@
 //! the payload in place, in the frame that carried it; whatever it does not
 //! consume stays buffered and is offered again with the next data.
 
-use crate::tcp::{CloseReason, Connection, SendError, Shutdown, State};
+use crate::tcp::{CloseReason, Connection, Handle, SendError, Shutdown, State};
 
-/// What a shard lends a [`Conn`] during a callback so that
-/// [`Conn::send_with`] can put the application's bytes straight into a TX
-/// frame: the frames, the link addresses, the counters.
-pub trait Transmit {
+/// How `Conn::send_with` reaches the TX frames the runtime lent the
+/// shard (the shard's `Sender` over its `TxBatch<F>`).
+///
+/// The one trait object on the send path, and only here, at the
+/// application boundary: `App` is not generic over the runtime's frame
+/// type (its callbacks take a `Conn<'_, State>`), so `Conn` cannot name
+/// the shard's `TxBatch<F>`; this erases `F` for the callback. Everything
+/// below it (the shard, the batch, the engine) is generic and static.
+pub(crate) trait LentFrames {
     /// `Conn::send_with` for `conn`: `f` writes into a TX frame after the
     /// headers when the data can go at once, else into the send buffer.
     /// `f` is called at most once (later calls return 0).
-    fn send_with(&mut self, conn: &mut Connection, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError>;
+    fn send_with(&mut self, conn: &mut Handle<'_>, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError>;
 }
 
 /// Identifies a connection within its shard.
@@ -52,18 +57,20 @@ pub trait App {
 /// A connection as the application sees it during a callback.
 pub struct Conn<'a, S> {
     id: ConnId,
-    conn: &'a mut Connection,
+    conn: Handle<'a>,
     state: &'a mut S,
-    tx: Option<&'a mut dyn Transmit>,
+    /// The shard's lent TX frames; none for a connection on its own.
+    tx: Option<&'a mut dyn LentFrames>,
 }
 
 impl<'a, S> Conn<'a, S> {
     /// A connection on its own: `send_with` writes into the send buffer.
     pub fn new(id: ConnId, conn: &'a mut Connection, state: &'a mut S) -> Self {
-        Conn { id, conn, state, tx: None }
+        Conn { id, conn: Handle::new(conn), state, tx: None }
     }
-    /// A connection whose `send_with` may write straight into TX frames.
-    pub fn with_transmit(id: ConnId, conn: &'a mut Connection, state: &'a mut S, tx: &'a mut dyn Transmit) -> Self {
+    /// A connection whose `send_with` may write straight into TX frames
+    /// (the shard makes these, in `Shard::call`).
+    pub(crate) fn with_frames(id: ConnId, conn: Handle<'a>, state: &'a mut S, tx: &'a mut dyn LentFrames) -> Self {
         Conn { id, conn, state, tx: Some(tx) }
     }
     pub fn id(&self) -> ConnId {
@@ -104,7 +111,7 @@ impl<'a, S> Conn<'a, S> {
         match self.tx.as_deref_mut() {
             Some(tx) => {
                 let mut f = Some(f);
-                tx.send_with(self.conn, max_len, &mut |buf| f.take().map_or(0, |f| f(buf)))
+                tx.send_with(&mut self.conn, max_len, &mut |buf| f.take().map_or(0, |f| f(buf)))
             }
             None => self.conn.send_with(max_len, f),
         }
@@ -126,6 +133,6 @@ impl<'a, S> Conn<'a, S> {
     }
     /// The engine underneath, for statistics.
     pub fn tcp(&self) -> &Connection {
-        self.conn
+        &self.conn
     }
 }

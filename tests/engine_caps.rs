@@ -100,9 +100,10 @@ fn data_consumed_in_place_needs_no_memory() {
     let mut s = Script::established(Script::config());
     s.conn.set_rx_budget(RxBudget { memory: 0, reassembly: 0, window: 0, ..RxBudget::UNLIMITED });
     let seg = Seg::ack(P1, ISS1).data(b"read at once").fin();
-    let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
+    let delivery = s.conn.handle_segment_direct(s.now, &seg.repr());
+    let direct = delivery.payload();
     assert_eq!(direct, b"read at once");
-    s.conn.complete_direct(&[]);
+    delivery.complete(direct.len());
     assert_eq!(s.conn.state(), State::CloseWait, "the FIN is taken once the delivery is settled");
     assert_eq!(s.conn.stats().mem_dropped, 0);
     assert_eq!(s.expect().ack, P1 + 13);

@@ -394,11 +394,12 @@ fn direct_receive_hands_payload_in_place() {
     let mut s = Script::established(Script::config());
     let seg = Seg::ack(P1, ISS1).data(b"hello world");
     let repr = seg.repr();
-    let direct = s.conn.handle_segment_direct(s.now, &repr);
+    let delivery = s.conn.handle_segment_direct(s.now, &repr);
+    let direct = delivery.payload();
     assert_eq!(direct, b"hello world");
     assert!(std::ptr::eq(direct.as_ptr(), seg.payload.as_ptr()), "no copy");
     // The application consumed 6 bytes; the rest is buffered.
-    s.conn.complete_direct(&direct[6..]);
+    delivery.complete(6);
     assert_eq!(s.read_all(), b"world");
 }
 
@@ -407,17 +408,18 @@ fn close_inside_a_direct_delivery_depends_on_what_was_consumed() {
     // Consumed everything, then closed: a graceful FIN.
     let mut s = Script::established(Script::config());
     let seg = Seg::ack(P1, ISS1).data(b"last words");
-    let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
-    s.conn.close();
-    s.conn.complete_direct(&direct[direct.len()..]);
+    let mut delivery = s.conn.handle_segment_direct(s.now, &seg.repr());
+    let direct = delivery.payload();
+    delivery.handle().close();
+    delivery.complete(direct.len());
     assert_eq!(s.conn.state(), State::FinWait1);
     assert!(s.expect().has(TcpFlags::FIN));
     // Left some unread, then closed: RST (RFC 2525 §2.17).
     let mut s = Script::established(Script::config());
     let seg = Seg::ack(P1, ISS1).data(b"last words");
-    let direct = s.conn.handle_segment_direct(s.now, &seg.repr());
-    s.conn.close();
-    s.conn.complete_direct(&direct[4..]);
+    let mut delivery = s.conn.handle_segment_direct(s.now, &seg.repr());
+    delivery.handle().close();
+    delivery.complete(4);
     assert_eq!(s.conn.state(), State::Closed);
     assert!(s.expect().has(TcpFlags::RST));
 }

@@ -102,16 +102,16 @@ fn transmit_with_during_a_direct_delivery() {
     let packet = TcpPacket::new_checked(&bytes[..]).unwrap();
     let parsed = TcpRepr::parse(&packet, *REMOTE.ip(), *LOCAL.ip(), true).unwrap();
     let now = s.now;
-    let direct = s.conn.handle_segment_direct(now, &parsed);
-    assert_eq!(direct.len(), 3000);
-    let (len, n) = s.conn.transmit_with(now, &mut buf, 1000, |b| pattern(0, b)).unwrap();
+    let mut delivery = s.conn.handle_segment_direct(now, &parsed);
+    assert_eq!(delivery.payload().len(), 3000);
+    let (len, n) = delivery.handle().transmit_with(now, &mut buf, 1000, |b| pattern(0, b)).unwrap();
     assert_eq!(n, 1000);
     let (_, ack, window, _, _) = parse(&buf[..len]);
     assert_eq!(ack, P1 + 3010);
     // The same edge, as far as the scaled field shows it.
     let now_edge = ack + (u32::from(window) << 7);
     assert!(now_edge.abs_diff(edge) < 128, "no new window during the delivery: {now_edge} vs {edge}");
-    s.conn.complete_direct(&direct[400..]);
+    delivery.complete(400);
     assert_eq!(s.conn.recv_queue(), 2600);
 
     // Receive memory for only part of the next delivery: RCV.NXT may step
@@ -125,11 +125,11 @@ fn transmit_with_during_a_direct_delivery() {
     repr.emit(&mut TcpPacket::new_unchecked(&mut bytes[..]), *REMOTE.ip(), *LOCAL.ip(), true);
     let packet = TcpPacket::new_checked(&bytes[..]).unwrap();
     let parsed = TcpRepr::parse(&packet, *REMOTE.ip(), *LOCAL.ip(), true).unwrap();
-    let direct = s.conn.handle_segment_direct(now, &parsed);
-    assert_eq!(direct.len(), 1000);
-    assert!(!s.conn.can_transmit_with(100));
-    assert!(s.conn.transmit_with(now, &mut buf, 100, |_| panic!("the delivery may be cut back")).is_none());
-    s.conn.complete_direct(direct);
+    let mut delivery = s.conn.handle_segment_direct(now, &parsed);
+    assert_eq!(delivery.payload().len(), 1000);
+    assert!(!delivery.can_transmit_with(100));
+    assert!(delivery.handle().transmit_with(now, &mut buf, 100, |_| panic!("the delivery may be cut back")).is_none());
+    delivery.complete(0);
     assert_eq!(s.conn.rcv_nxt().0, P1 + 3310, "cut back to the budget");
     assert!(s.conn.can_transmit_with(100));
 }
@@ -153,15 +153,15 @@ fn direct_answers_do_not_let_the_window_close() {
         let packet = TcpPacket::new_checked(&bytes[..]).unwrap();
         let parsed = TcpRepr::parse(&packet, *REMOTE.ip(), *LOCAL.ip(), true).unwrap();
         let now = s.now;
-        let direct = s.conn.handle_segment_direct(now, &parsed);
-        let echo = direct.to_vec();
-        let (_, n) = s.conn.transmit_with(now, &mut buf, 1000, |b| {
+        let mut delivery = s.conn.handle_segment_direct(now, &parsed);
+        let echo = delivery.payload().to_vec();
+        let (_, n) = delivery.handle().transmit_with(now, &mut buf, 1000, |b| {
             b.copy_from_slice(&echo[..b.len()]);
             b.len()
         }).expect("the echo goes at once");
         assert_eq!(n, 1000);
-        lowest = lowest.min(s.conn.recv_window());
-        s.conn.complete_direct(&[]);
+        lowest = lowest.min(delivery.recv_window());
+        delivery.complete(echo.len());
         for seg in s.drain() {
             assert!(seg.payload.is_empty(), "only window updates are left to send");
             updates += 1;

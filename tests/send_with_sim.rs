@@ -1,5 +1,5 @@
 //! `Conn::send_with` on shards over simulated links, with TX frames lent
-//! during every receive (`Shard::handle_frame_tx` over `sim::LinkFrames`):
+//! during every receive (`Shard::handle_frame_tx` over a `TxBatch`, `sim::LinkFrames`):
 //! the application's bytes written straight into frames arrive intact and
 //! in order, under loss too (retransmitted from the send buffer); mixed
 //! with `send`; and through the send buffer when the window is closed or
@@ -198,11 +198,13 @@ impl<S: App, C: App> World<S, C> {
         let now = self.now;
         while let Some(f) = self.to_server.recv(now) {
             let mut tx = LinkFrames::new(&mut self.to_client, now, FRAME, self.server_frames);
-            self.server.handle_frame_tx(now, &f, &mut self.sapp, true, &mut tx);
+            self.server.handle_frame_tx(now, &f, &mut self.sapp, true, tx.batch());
+            tx.flush();
         }
         while let Some(f) = self.to_client.recv(now) {
             let mut tx = LinkFrames::new(&mut self.to_server, now, FRAME, self.client_frames);
-            self.client.handle_frame_tx(now, &f, &mut self.capp, true, &mut tx);
+            self.client.handle_frame_tx(now, &f, &mut self.capp, true, tx.batch());
+            tx.flush();
         }
         self.server.handle_timeout(now, &mut self.sapp);
         self.client.handle_timeout(now, &mut self.capp);
@@ -294,14 +296,15 @@ fn a_lost_direct_segment_is_retransmitted_from_the_send_buffer() {
     let id = w.capp.id.unwrap();
     w.to_server.config_mut().loss = 1.0;
     let mut tx = LinkFrames::new(&mut w.to_server, w.now, FRAME, 4);
-    let n = w.client.with_conn_tx(w.now, id, &mut tx, |c| c.send_with(1000, |buf| {
+    let n = w.client.with_conn_tx(w.now, id, tx.batch(), |c| c.send_with(1000, |buf| {
         for (k, b) in buf.iter_mut().enumerate() {
             *b = byte(k);
         }
         buf.len()
     }));
     assert_eq!(n, Some(Ok(1000)));
-    assert_eq!(tx.sent, 1, "the segment went straight into a frame");
+    assert_eq!(tx.flush(), 1, "the segment went straight into a frame");
+    drop(tx);
     assert_eq!(w.client.stats().send_with_direct_bytes, 1000);
     assert_eq!(w.to_server.stats().lost, 1);
     w.to_server.config_mut().loss = 0.0;
@@ -346,7 +349,7 @@ fn send_with_falls_back_to_the_send_buffer() {
     let write = |w: &mut World<Lazy, Pumper>, frames: usize, at: usize, len: usize| {
         let now = w.now;
         let mut tx = LinkFrames::new(&mut w.to_server, now, FRAME, frames);
-        let n = w.client.with_conn_tx(now, id, &mut tx, |c| {
+        let n = w.client.with_conn_tx(now, id, tx.batch(), |c| {
             c.send_with(len, |buf| {
                 for (k, b) in buf.iter_mut().enumerate() {
                     *b = byte(at + k);
@@ -354,7 +357,7 @@ fn send_with_falls_back_to_the_send_buffer() {
                 buf.len()
             })
         });
-        (n.unwrap().unwrap(), tx.sent)
+        (n.unwrap().unwrap(), tx.flush())
     };
     // Open window, nothing queued: straight out, at most one segment.
     let mss = w.client.connection(id).unwrap().mss();

@@ -288,6 +288,7 @@ fn two_queue_echo(steered: bool, conns: usize, bytes: usize) -> (u64, Vec<xdptcp
             cfg.rss = steered.then(|| RssSelector::new(&KEY, table.clone(), q, true).unwrap());
             // Disjoint port ranges, as one stack's shards must not collide.
             cfg.ephemeral_ports = if q == 0 { (32768, 46883) } else { (46884, 60999) };
+            cfg.cores = xdptcp::stack::Cores { index: q as u16, count: 2 };
             Shard::new(cfg, [2; 16])
         })
         .collect();
@@ -331,7 +332,8 @@ fn two_queue_echo(steered: bool, conns: usize, bytes: usize) -> (u64, Vec<xdptcp
                 }
                 Some(q) => {
                     let (q, other) = (q as usize, 1 - q as usize);
-                    if clients[q].handle_frame_checked(now, &f, &mut apps[q], false) == Verdict::Forward {
+                    if let Verdict::Forward { core } = clients[q].handle_frame_checked(now, &f, &mut apps[q], false) {
+                        assert_eq!(usize::from(core), other, "the owner by tuple hash");
                         // The runtime's hand-off: the other core looks, last.
                         handed += 1;
                         clients[other].count_handoff_in();

@@ -39,9 +39,10 @@ fn rx_inorder(c: &mut Criterion) {
             for frame in &batch.frames {
                 let packet = TcpPacket::new_checked(&frame[..]).unwrap();
                 let seg = TcpRepr::parse(&packet, *CLIENT.ip(), *SERVER.ip(), true).unwrap();
-                let direct = server.handle_segment_direct(now, &seg);
-                consumed += direct.len();
-                server.complete_direct(&[]);
+                let delivery = server.handle_segment_direct(now, &seg);
+                let n = delivery.payload().len();
+                consumed += n;
+                delivery.complete(n);
             }
             let mut acks = 0;
             while server.poll_transmit(now, &mut ack).is_some() {

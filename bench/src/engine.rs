@@ -125,9 +125,10 @@ mod tests {
                 assert!(packet.verify_checksum(*CLIENT.ip(), *SERVER.ip()), "round {round}: RFC 1624 patch broke the checksum");
                 let seg = TcpRepr::parse(&packet, *CLIENT.ip(), *SERVER.ip(), true).unwrap();
                 assert_eq!(seg.seq, pair.server.rcv_nxt(), "round {round}: not in order");
-                let direct = pair.server.handle_segment_direct(pair.now, &seg);
-                assert_eq!(direct.len(), seg.payload.len());
-                pair.server.complete_direct(&[]);
+                let delivery = pair.server.handle_segment_direct(pair.now, &seg);
+                let n = delivery.payload().len();
+                assert_eq!(n, seg.payload.len());
+                delivery.complete(n);
             }
             batch.advance();
         }

@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 use xdptcp::apps::Echo;
-use xdptcp::stack::{Shard, StackConfig, TxFrames};
+use xdptcp::stack::{Shard, StackConfig, TxBatch};
 use xdptcp::time::{Duration, Instant};
 use xdptcp::wire::*;
 
@@ -114,30 +114,20 @@ fn check(out: &[u8]) {
 }
 
 /// TX frames lent to the shard: `budget` of them, holding stale bytes as a
-/// UMEM frame does; every frame written is checked.
-struct Lent {
-    frame: Vec<u8>,
-    budget: u8,
-}
-
-impl Lent {
-    fn new(budget: u8, stale: u8) -> Self {
-        Lent { frame: vec![stale; 2048], budget: budget % 8 }
+/// UMEM frame does.
+fn lent(budget: u8, stale: u8) -> TxBatch<Vec<u8>> {
+    let mut batch = TxBatch::with_capacity(8);
+    for _ in 0..budget % 8 {
+        batch.lend(vec![stale; 2048]);
     }
+    batch
 }
 
-impl TxFrames for Lent {
-    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-        if self.budget == 0 {
-            return false;
-        }
-        let n = f(&mut self.frame);
-        assert!(n <= self.frame.len(), "wrote {n} bytes into a {}-byte frame", self.frame.len());
-        if n > 0 {
-            self.budget -= 1;
-            check(&self.frame[..n]);
-        }
-        true
+/// Every frame the shard filled is checked.
+fn check_filled(batch: &mut TxBatch<Vec<u8>>) {
+    for (frame, n) in batch.drain_filled() {
+        assert!(n <= frame.len(), "wrote {n} bytes into a {}-byte frame", frame.len());
+        check(&frame[..n]);
     }
 }
 
@@ -179,14 +169,20 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Shutdown => shard.close_all(),
             Op::RawTx(bytes, budget, stale) => {
-                shard.handle_frame_tx(now, &bytes, &mut app, true, &mut Lent::new(budget, stale));
+                let mut tx = lent(budget, stale);
+                shard.handle_frame_tx(now, &bytes, &mut app, true, &mut tx);
+                check_filled(&mut tx);
+                shard.poll_transmit_into(now, &mut tx);
+                check_filled(&mut tx);
             }
             Op::SegmentTx(seg, budget, stale) => {
-                shard.handle_frame_tx(now, &frame(&seg), &mut app, true, &mut Lent::new(budget, stale));
+                let mut tx = lent(budget, stale);
+                shard.handle_frame_tx(now, &frame(&seg), &mut app, true, &mut tx);
+                check_filled(&mut tx);
             }
             Op::SendWith(k, data, budget, stale) => {
                 if let Some(id) = nth(&shard, k) {
-                    let mut tx = Lent::new(budget, stale);
+                    let mut tx = lent(budget, stale);
                     shard.with_conn_tx(now, id, &mut tx, |c| {
                         let _ = c.send_with(data.len(), |buf| {
                             let n = data.len().min(buf.len());
@@ -194,6 +190,7 @@ fuzz_target!(|ops: Vec<Op>| {
                             n
                         });
                     });
+                    check_filled(&mut tx);
                 }
             }
         }

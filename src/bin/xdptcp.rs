@@ -425,7 +425,7 @@ fn connect(c: &Connect) -> Result<(), Error> {
     log::info!("{line}");
     // Every queue gets a worker; queue 0's opens the connections, and replies
     // landing on other queues are handed to it over the ring.
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
@@ -436,6 +436,7 @@ fn connect(c: &Connect) -> Result<(), Error> {
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         cfg.single_queue = queues == 1;
+        cfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let shard = Shard::<EchoClient>::new(cfg, key);
         if q == 0 {
             first = Some((shard, queue, handoff));
@@ -518,7 +519,7 @@ where
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut workers = Vec::new();
     let mut controls = Vec::new();
-    let mut ring = Handoff::ring(queues as usize).into_iter();
+    let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
         let mut queue = XskQueue::open(&s.iface, q, qcfg)?;
@@ -533,6 +534,7 @@ where
         let mut scfg = cfg.clone();
         scfg.rss = rss.as_ref().map(|r| r.for_queue(q));
         scfg.single_queue = queues == 1;
+        scfg.cores = xdptcp::stack::Cores { index: q as u16, count: queues as u16 };
         let mut shard = Shard::<A>::new(scfg, key);
         shard.listen(s.port);
         let core = s.cores.get(q as usize).copied().or_else(|| cores.get(q as usize % cores.len().max(1)).map(|c| c.id));

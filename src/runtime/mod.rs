@@ -1,20 +1,29 @@
 //! The workers: one per queue, pinned to a core, each running a
 //! run-to-completion loop over its own shard. No locks on the way.
 //!
-//! Per iteration: take an RX batch and run it through the shard (callbacks
-//! included, lent the free TX frames so that `Conn::send_with` writes
-//! replies straight into them), fire due timers, write every pending frame
-//! straight into free TX frames, kick, and take back completed frames. Busy-polls while traffic
+//! Per iteration, one way: lend the shard free TX frames from the UMEM (a
+//! [`TxBatch`], topped up, kept across iterations while unfilled); fire due
+//! timers; run the frames other cores handed over and the RX batch (owned
+//! [`RxFrame`]s, released to the fill ring once the shard has seen them)
+//! through the shard, whose control frames, engine and `Conn::send_with`
+//! fill lent frames; let the shard fill more with whatever else it has to
+//! send; submit the filled frames to the TX ring (captured there), kick,
+//! and take back completed frames. The shard never calls back into the
+//! runtime or `xdp`. Busy-polls while traffic
 //! flows; after a stretch of idle iterations it sleeps in poll() until the
 //! next timer or packet, so an idle stack costs almost no CPU.
+
+pub mod handoff;
+
+pub use handoff::Handoff;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::app::App;
-use crate::stack::{ShardStats, TxFrames, Verdict};
-use crate::xdp::{QueueStats, XskRings, XskTx};
+use crate::stack::{ShardStats, TxBatch, Verdict};
+use crate::xdp::{QueueStats, RxFrame, TxFrame};
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
 use crate::xdp::XskQueue;
@@ -89,31 +98,9 @@ pub struct WorkerStats {
     pub umem: crate::xdp::UmemInfo,
     /// What the kernel counted on the socket (drops before the stack).
     pub kernel: crate::xdp::KernelStats,
-}
-
-/// A frame passed between cores, with the number of cores that have seen it.
-pub type Handed = (Vec<u8>, u8);
-
-/// How a worker reaches the others: frames matching no connection here go
-/// to the next core in a ring, until every core has seen them.
-pub struct Handoff {
-    pub inbox: Receiver<Handed>,
-    pub next: Option<Sender<Handed>>,
-    pub workers: u8,
-}
-
-impl Handoff {
-    /// The ring for `n` workers: one `Handoff` per worker, in order.
-    pub fn ring(n: usize) -> Vec<Handoff> {
-        let chans: Vec<_> = (0..n).map(|_| crossbeam::channel::unbounded::<Handed>()).collect();
-        (0..n)
-            .map(|i| Handoff {
-                inbox: chans[i].1.clone(),
-                next: (n > 1).then(|| chans[(i + 1) % n].0.clone()),
-                workers: n as u8,
-            })
-            .collect()
-    }
+    /// Frames for another core dropped because its hand-off lane from
+    /// this one was full (or the frame longer than a lane's buffers).
+    pub handoff_drops: u64,
 }
 
 /// Requests the control thread sends a worker; answered between batches,
@@ -123,7 +110,7 @@ pub enum Control {
     Connections(Sender<Vec<ConnInfo>>),
 }
 
-fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
+fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue, handoff: &Handoff) {
     match req {
         Control::Stats(reply) => {
             let (mut sent, mut valid) = (0u64, 0u64);
@@ -159,6 +146,7 @@ fn answer<A: App>(req: Control, shard: &Shard<A>, queue: &mut XskQueue) {
                 zero_copy: queue.zero_copy().unwrap_or(false),
                 umem: queue.umem_info(),
                 kernel: queue.kernel_stats().unwrap_or_default(),
+                handoff_drops: handoff.drops(),
             });
         }
         Control::Connections(reply) => {
@@ -208,13 +196,16 @@ pub fn run_worker_with<A: App>(
     stop: &AtomicBool,
     mut pcap: Option<Capture>,
     control: Receiver<Control>,
-    handoff: Handoff,
+    mut handoff: Handoff,
     mut driver: impl FnMut(Instant, &mut Shard<A>, &mut A) -> Option<Instant>,
 ) -> (Shard<A>, A, XskQueue) {
     let clock = Clock::new();
     let mut idle = 0u32;
     let alone = handoff.workers <= 1;
-    let mut forward: Vec<Vec<u8>> = Vec::new();
+    // TX frames lent to the shard (kept across iterations while unfilled),
+    // and the RX batch; both keep their capacity.
+    let mut batch: TxBatch<TxFrame> = TxBatch::with_capacity(BATCH);
+    let mut rx: Vec<RxFrame> = Vec::with_capacity(BATCH);
     shard.announce();
     // Shutdown: when `stop` is raised, connections are closed gracefully
     // and the loop runs on until they finish, for at most DRAIN; whatever
@@ -242,61 +233,49 @@ pub fn run_worker_with<A: App>(
             }
             _ => {}
         }
+        lend(&mut queue, &mut batch);
         // Timers and the driver first, so that nothing stands between
         // receiving a frame and sending what it caused.
         shard.handle_timeout(now, &mut app);
         let wake = driver(now, &mut shard, &mut app);
-        // Frames other cores could not place: ours, or the next core's turn.
-        let mut handed = 0;
-        let mut sent = 0;
-        while let Ok((frame, seen)) = handoff.inbox.try_recv() {
-            handed += 1;
+        // Frames other cores could not place, ours to settle.
+        let handed = handoff.recv(|frame| {
             shard.count_handoff_in();
-            let last = seen + 1 >= handoff.workers;
-            let mut lent = Lent { tx: &mut queue.tx(), pcap: &mut pcap, now, sent: 0 };
-            let verdict = shard.handle_frame_tx(now, &frame, &mut app, last, &mut lent);
-            sent += lent.sent;
-            if verdict == Verdict::Forward {
-                if let Some(next) = &handoff.next {
-                    let _ = next.send((frame, seen + 1));
-                }
-            }
-        }
-        queue.busy_poll();
-        let got = queue.recv_with_tx(BATCH, |frame, tx| {
-            if let Some(p) = pcap.as_mut() {
-                let _ = p.write(now, frame);
-            }
-            // Free TX frames lent for the callbacks' `Conn::send_with`.
-            let mut lent = Lent { tx, pcap: &mut pcap, now, sent: 0 };
-            let verdict = shard.handle_frame_tx(now, frame, &mut app, alone, &mut lent);
-            sent += lent.sent;
-            if verdict == Verdict::Forward {
-                // Counted by the shard; copied, since the frame goes back to the kernel.
-                forward.push(frame.to_vec());
-            }
+            shard.handle_frame_tx(now, frame, &mut app, true, &mut batch);
         });
-        if let Some(next) = &handoff.next {
-            for frame in forward.drain(..) {
-                let _ = next.send((frame, 1));
+        queue.busy_poll();
+        let got = queue.recv_frames(BATCH, &mut rx);
+        let mut sent = 0;
+        for frame in rx.drain(..) {
+            let bytes = queue.rx_bytes(&frame);
+            if let Some(p) = pcap.as_mut() {
+                let _ = p.write(now, bytes);
+            }
+            let verdict = shard.handle_frame_tx(now, bytes, &mut app, alone, &mut batch);
+            if let Verdict::Forward { core } = verdict {
+                // Counted by the shard; copied into the owner's lane, since
+                // the frame goes back to the kernel.
+                handoff.send(core, bytes);
+            }
+            queue.release(frame);
+            if batch.free_len() == 0 {
+                sent += submit(&mut queue, &mut batch, &mut pcap, now);
+                lend(&mut queue, &mut batch);
             }
         }
         let got = got + handed;
+        sent += submit(&mut queue, &mut batch, &mut pcap, now);
         while shard.wants_transmit() {
-            let Some(true) = queue.send_with(|buf| {
-                let n = shard.poll_transmit(now, buf)?;
-                if let Some(p) = pcap.as_mut() {
-                    let _ = p.write(now, &buf[..n]);
-                }
-                Some(n)
-            }) else {
-                break;
-            };
-            sent += 1;
+            lend(&mut queue, &mut batch);
+            let filled = shard.poll_transmit_into(now, &mut batch);
+            sent += submit(&mut queue, &mut batch, &mut pcap, now);
+            if filled == 0 || batch.free_len() > 0 {
+                break; // nothing left to send, or no frame to send it in
+            }
         }
         queue.flush();
         while let Ok(req) = control.try_recv() {
-            answer(req, &shard, &mut queue);
+            answer(req, &shard, &mut queue, &handoff);
         }
         if got == 0 && sent == 0 {
             idle += 1;
@@ -312,32 +291,32 @@ pub fn run_worker_with<A: App>(
             idle = 0;
         }
     }
+    // Lent frames go back to the queue, so that its accounting adds up.
+    submit(&mut queue, &mut batch, &mut pcap, clock.now());
+    for frame in batch.drain_free() {
+        queue.give_back(frame);
+    }
     (shard, app, queue)
 }
 
-/// A queue's free TX frames lent to the shard during a receive: frames the
-/// callbacks write with `Conn::send_with` are queued at once (and captured).
-struct Lent<'a, 'b> {
-    tx: &'a mut XskTx<'b, XskRings>,
-    pcap: &'a mut Option<Capture>,
-    now: Instant,
-    sent: usize,
+/// Tops the lent frames up to a batch, as far as the queue has free
+/// frames and TX ring room.
+fn lend(queue: &mut XskQueue, batch: &mut TxBatch<TxFrame>) {
+    while batch.free_len() < BATCH {
+        let Some(frame) = queue.lend_tx() else { break };
+        batch.lend(frame);
+    }
 }
 
-impl TxFrames for Lent<'_, '_> {
-    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-        let (pcap, now) = (&mut *self.pcap, self.now);
-        let queued = self.tx.send_with(|buf| {
-            let n = f(buf);
-            if n == 0 {
-                return None;
-            }
-            if let Some(p) = pcap.as_mut() {
-                let _ = p.write(now, &buf[..n]);
-            }
-            Some(n)
-        });
-        self.sent += usize::from(queued == Some(true));
-        queued.is_some()
+/// Queues the frames the shard filled on the TX ring, in order, capturing
+/// each. Returns how many were queued.
+fn submit(queue: &mut XskQueue, batch: &mut TxBatch<TxFrame>, pcap: &mut Option<Capture>, now: Instant) -> usize {
+    let mut sent = 0;
+    for (frame, len) in batch.drain_filled() {
+        if let Some(p) = pcap.as_mut() {
+            let _ = p.write(now, &frame.as_ref()[..len]);
+        }
+        sent += usize::from(queue.submit(frame, len));
     }
+    sent
 }

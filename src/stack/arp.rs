@@ -1,5 +1,7 @@
 //! The neighbour cache: IPv4 → MAC with expiry, plus frames waiting for a
-//! resolution (bounded), and the ARP requests to (re)send.
+//! resolution (bounded), and the ARP requests to (re)send. The frames are
+//! whatever the shard keeps them in (`T`: a slot of its control arena), so
+//! waiting copies nothing into fresh buffers.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -10,15 +12,15 @@ use crate::wire::EthernetAddress;
 /// Frames kept per unresolved neighbour, as Linux's `unres_qlen` bounds them.
 pub const PENDING_LIMIT: usize = 64;
 
-struct Pending {
-    frames: VecDeque<Vec<u8>>,
+struct Pending<T> {
+    frames: VecDeque<T>,
     next_request: Instant,
     tries: u32,
 }
 
-pub struct NeighborCache {
+pub struct NeighborCache<T> {
     entries: HashMap<Ipv4Addr, (EthernetAddress, Instant)>,
-    pending: HashMap<Ipv4Addr, Pending>,
+    pending: HashMap<Ipv4Addr, Pending<T>>,
     timeout: Duration,
     retry: Duration,
     max_tries: u32,
@@ -35,15 +37,15 @@ pub struct NeighborCache {
 const SWEEP: Duration = Duration::from_secs(1);
 
 /// What the shard must do after `tick`.
-#[derive(Debug, Default)]
-pub struct ArpWork {
+#[derive(Debug)]
+pub struct ArpWork<T> {
     /// Neighbours to send an ARP request for.
     pub requests: Vec<Ipv4Addr>,
-    /// Frames dropped because a neighbour never answered.
-    pub dropped: usize,
+    /// Frames dropped because a neighbour never answered (to be freed).
+    pub dropped: Vec<T>,
 }
 
-impl NeighborCache {
+impl<T> NeighborCache<T> {
     pub fn new(timeout: Duration, retry: Duration, max_tries: u32) -> Self {
         NeighborCache { entries: HashMap::new(), pending: HashMap::new(), timeout, retry, max_tries, next_sweep: Instant::ZERO, last: std::cell::Cell::new(None) }
     }
@@ -60,7 +62,7 @@ impl NeighborCache {
     }
 
     /// Records a mapping; returns frames that were waiting for it.
-    pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) -> VecDeque<Vec<u8>> {
+    pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) -> VecDeque<T> {
         self.entries.insert(ip, (mac, now + self.timeout));
         self.last.set(None);
         self.pending.remove(&ip).map(|p| p.frames).unwrap_or_default()
@@ -87,8 +89,9 @@ impl NeighborCache {
     }
 
     /// Queues a frame for an unresolved neighbour; true if a request should
-    /// go out now (the first frame for it). Drops the oldest beyond the limit.
-    pub fn queue(&mut self, now: Instant, ip: Ipv4Addr, frame: Vec<u8>) -> (bool, usize) {
+    /// go out now (the first frame for it). Beyond the limit the oldest
+    /// frame is dropped and returned.
+    pub fn queue(&mut self, now: Instant, ip: Ipv4Addr, frame: T) -> (bool, Option<T>) {
         let retry = self.retry;
         let mut fresh = false;
         let p = self.pending.entry(ip).or_insert_with(|| {
@@ -96,11 +99,7 @@ impl NeighborCache {
             Pending { frames: VecDeque::new(), next_request: now + retry, tries: 1 }
         });
         p.frames.push_back(frame);
-        let mut dropped = 0;
-        while p.frames.len() > PENDING_LIMIT {
-            p.frames.pop_front();
-            dropped += 1;
-        }
+        let dropped = if p.frames.len() > PENDING_LIMIT { p.frames.pop_front() } else { None };
         (fresh, dropped)
     }
 
@@ -112,8 +111,8 @@ impl NeighborCache {
     }
 
     /// Retries and gives up on pending resolutions; forgets expired entries.
-    pub fn tick(&mut self, now: Instant) -> ArpWork {
-        let mut work = ArpWork::default();
+    pub fn tick(&mut self, now: Instant) -> ArpWork<T> {
+        let mut work = ArpWork { requests: Vec::new(), dropped: Vec::new() };
         let (retry, max) = (self.retry, self.max_tries);
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP;
@@ -127,7 +126,7 @@ impl NeighborCache {
                 return true;
             }
             if p.tries >= max {
-                work.dropped += p.frames.len();
+                work.dropped.extend(p.frames.drain(..));
                 return false;
             }
             p.tries += 1;
@@ -158,7 +157,7 @@ mod tests {
     const IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
 
-    fn cache() -> NeighborCache {
+    fn cache() -> NeighborCache<u32> {
         NeighborCache::new(Duration::from_secs(60), Duration::from_secs(1), 3)
     }
 
@@ -192,5 +191,30 @@ mod tests {
         c.confirm(Instant::from_secs(1), IP);
         assert_eq!(c.lookup(Instant::from_secs(1), IP), None);
         assert!(!c.knows(IP));
+    }
+
+    #[test]
+    fn waiting_frames_are_bounded_handed_back_on_resolution_or_dropped_after_the_tries() {
+        let t0 = Instant::from_secs(1);
+        let mut c = cache();
+        assert_eq!(c.queue(t0, IP, 0), (true, None), "the first frame asks for a request");
+        for k in 1..PENDING_LIMIT as u32 {
+            assert_eq!(c.queue(t0, IP, k), (false, None));
+        }
+        assert_eq!(c.queue(t0, IP, 999), (false, Some(0)), "the oldest goes beyond the limit");
+        let waiting: Vec<u32> = c.learn(t0, IP, MAC).into_iter().collect();
+        assert_eq!(waiting.len(), PENDING_LIMIT);
+        assert_eq!((waiting[0], waiting[PENDING_LIMIT - 1]), (1, 999));
+
+        let other = Ipv4Addr::new(198, 18, 0, 3);
+        c.queue(t0, other, 7);
+        let mut retries = 0;
+        let mut dropped = Vec::new();
+        for s in 2..=5 {
+            let work = c.tick(Instant::from_secs(s));
+            retries += work.requests.len();
+            dropped.extend(work.dropped);
+        }
+        assert_eq!((retries, dropped), (2, vec![7]), "three tries in all, then the frame is handed back");
     }
 }

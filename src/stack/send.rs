@@ -2,15 +2,16 @@
 //! into a TX frame, after the Ethernet, IPv4 and TCP headers.
 //!
 //! During a receive batch the runtime lends the shard its free TX frames
-//! ([`TxFrames`]); the shard lends every `Conn` it hands to a callback a
+//! (a [`TxBatch`]); the shard lends every `Conn` it hands to a callback a
 //! `Sender` over them. When the connection can send new data at once
 //! (see `Connection::transmit_with`) and the next hop's MAC is known, the
 //! application writes into a frame, the engine writes the TCP header and
 //! accounts the segment as `poll_transmit` would, and the sender wraps it
-//! in IPv4 and Ethernet: the frame is queued before the callback returns.
+//! in IPv4 and Ethernet: the frame is filled in the batch before the
+//! callback returns, and the runtime submits it with the others.
 //! The one copy made is frame → send buffer, kept for retransmission.
 //! Otherwise (no frames lent, as in `handle_timeout` or the simulator's
-//! plain `handle_frame`, none free, window or congestion window closed,
+//! plain `handle_frame`, which lend an empty batch; none free, window or congestion window closed,
 //! data queued ahead, ARP unresolved) the application writes into the send
 //! buffer's free space instead, and `poll_transmit` sends it later.
 //!
@@ -22,44 +23,41 @@
 
 use std::net::Ipv4Addr;
 
-use crate::app::Transmit;
-use crate::tcp::{Connection, SendError};
+use crate::app::LentFrames;
+use crate::tcp::{Handle, SendError};
 use crate::time::Instant;
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr};
 
 use super::arp::NeighborCache;
-use super::{ShardStats, StackConfig, ETH, HEADROOM};
+use super::transmit::Slot;
+use super::{ShardStats, StackConfig, TxBatch, ETH, HEADROOM};
 
-/// Free TX frames, lent to the shard while it handles received frames.
-pub trait TxFrames {
-    /// Lets `f` write one whole Ethernet frame into a free TX frame and
-    /// queues it for sending if `f` returns a length above 0 (else the
-    /// frame stays free). False if no frame or ring slot was free; then `f`
-    /// was not called.
-    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> bool;
-}
-
-/// The shard's side of one callback's `Conn::send_with`.
-pub(super) struct Sender<'a> {
+/// The shard's side of one callback's `Conn::send_with`: the TX frames
+/// lent for this call (an empty batch outside a receive batch) and what
+/// writing into one needs.
+pub(super) struct Sender<'a, F> {
     pub cfg: &'a StackConfig,
-    pub arp: &'a NeighborCache,
+    pub arp: &'a NeighborCache<Slot>,
     pub stats: &'a mut ShardStats,
-    /// The TX frames lent for this call, and the time; none outside a
-    /// receive batch.
-    pub frames: Option<(Instant, &'a mut dyn TxFrames)>,
+    pub now: Instant,
+    pub frames: &'a mut TxBatch<F>,
 }
 
-impl Transmit for Sender<'_> {
-    fn send_with(&mut self, conn: &mut Connection, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError> {
-        if let Some((now, frames)) = self.frames.as_mut() {
-            if let Some(n) = direct(*now, &mut **frames, self.cfg, self.arp, conn, max_len, f) {
-                if n > 0 {
-                    self.stats.segments_out += 1;
-                    self.stats.frames_out += 1;
-                    self.stats.send_with_direct_bytes += n as u64;
-                }
-                return Ok(n);
+impl<'a, F> Sender<'a, F> {
+    pub fn new(cfg: &'a StackConfig, arp: &'a NeighborCache<Slot>, stats: &'a mut ShardStats, io: &'a mut super::calls::Io<'_, F>) -> Self {
+        Sender { cfg, arp, stats, now: io.now, frames: &mut *io.tx }
+    }
+}
+
+impl<F: AsMut<[u8]>> LentFrames for Sender<'_, F> {
+    fn send_with(&mut self, conn: &mut Handle<'_>, max_len: usize, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<usize, SendError> {
+        if let Some(n) = direct(self.now, self.frames, self.cfg, self.arp, conn, max_len, f) {
+            if n > 0 {
+                self.stats.segments_out += 1;
+                self.stats.frames_out += 1;
+                self.stats.send_with_direct_bytes += n as u64;
             }
+            return Ok(n);
         }
         let n = conn.send_with(max_len, f)?;
         self.stats.send_with_buffered_bytes += n as u64;
@@ -68,17 +66,17 @@ impl Transmit for Sender<'_> {
 }
 
 /// The direct path: `Some(bytes written)` if `f` was called (0: it wrote
-/// nothing and no frame went out), `None` if the data must be buffered.
-fn direct(
+/// nothing and no frame was filled), `None` if the data must be buffered.
+fn direct<F: AsMut<[u8]>>(
     now: Instant,
-    frames: &mut dyn TxFrames,
+    frames: &mut TxBatch<F>,
     cfg: &StackConfig,
-    arp: &NeighborCache,
-    conn: &mut Connection,
+    arp: &NeighborCache<Slot>,
+    conn: &mut Handle<'_>,
     max_len: usize,
     f: &mut dyn FnMut(&mut [u8]) -> usize,
 ) -> Option<usize> {
-    if !conn.can_transmit_with(max_len) {
+    if frames.free_len() == 0 || !conn.can_transmit_with(max_len) {
         return None;
     }
     let (src, dst) = (*conn.local().ip(), *conn.remote().ip());
@@ -86,7 +84,7 @@ fn direct(
     let mac = arp.lookup(now, hop)?;
     let room = cfg.mtu + ETH;
     let mut written = None;
-    frames.send_frame(&mut |frame| {
+    frames.fill(|frame| {
         let end = room.min(frame.len());
         if end <= HEADROOM {
             return 0;

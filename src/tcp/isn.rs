@@ -63,6 +63,12 @@ impl IsnGenerator {
         let g = hash_tuple(&self.key, 3, local, remote) as usize % table_len.max(1);
         (f, g)
     }
+
+    /// A keyed hash of a 4-tuple, for choosing the shard that owns it
+    /// (`stack::Shard::owner`): its own domain of the key.
+    pub fn owner_hash(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        hash_tuple(&self.key, 4, local, remote) as u32
+    }
 }
 
 #[cfg(test)]

@@ -19,5 +19,5 @@ pub mod syncookie;
 
 pub use config::{Config, Keepalive};
 pub use congestion::Algorithm;
-pub use connection::{CloseReason, ConnStats, Connection, Event, RxBudget, SendError, Shutdown, State, Timer, SEND_MEMORY_FLOOR};
+pub use connection::{CloseReason, ConnStats, Connection, Delivery, Event, Handle, RxBudget, SendError, Shutdown, State, Timer, SEND_MEMORY_FLOOR};
 pub use listener::{reset_for, Listener, ListenerConfig, ListenerStats, SynCookieMode, SynOutcome};

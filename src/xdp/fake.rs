@@ -508,6 +508,12 @@ impl Rings for FakeRings {
         desc.len = n.min(buf.len()) as u32;
         n
     }
+    unsafe fn frame_mem(&mut self, desc: &mut Desc) -> (NonNull<u8>, usize) {
+        (NonNull::new(self.frame(desc)).expect("inside the mapping"), self.cfg.frame_size as usize)
+    }
+    fn keep_mapped(&self) {
+        std::mem::forget(Rc::clone(&self.umem));
+    }
 }
 
 impl FakeRings {

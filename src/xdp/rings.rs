@@ -84,6 +84,17 @@ pub trait Rings {
     /// # Safety
     /// The frame is ours and on no ring.
     unsafe fn write(&mut self, desc: &mut Self::Desc, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> usize;
+    /// Where the whole of `desc`'s frame lies in the UMEM's memory, for
+    /// writing in place: its start and its length (the frame's capacity).
+    /// The memory is not in `self`; it stays mapped while `self` lives, or
+    /// for good after [`Rings::keep_mapped`].
+    ///
+    /// # Safety
+    /// The frame is ours and on no ring.
+    unsafe fn frame_mem(&mut self, desc: &mut Self::Desc) -> (std::ptr::NonNull<u8>, usize);
+    /// Keeps the UMEM mapped after `self` is dropped, for good: frames
+    /// lent out still point into it.
+    fn keep_mapped(&self);
 }
 
 /// The production backend: xsk-rs rings of one bound socket and its UMEM.
@@ -105,10 +116,71 @@ impl XskRings {
         self.rx.fd().as_raw_fd()
     }
 
+    /// The socket's XDP_OPTIONS (getsockopt).
+    pub(super) fn xdp_options(&self) -> io::Result<libc::xdp_options> {
+        let mut opts = libc::xdp_options { flags: 0 };
+        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `opts` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(opts)
+    }
+
+    /// The socket's XDP_STATISTICS (getsockopt).
+    pub(super) fn xdp_statistics(&self) -> io::Result<libc::xdp_statistics> {
+        // SAFETY: xdp_statistics is plain integers; all-zero is valid.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given,
+        // and the fd is this queue's open AF_XDP socket.
+        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut st as *mut libc::xdp_statistics).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
+    /// Sets an integer SOL_SOCKET option on the socket.
+    pub(super) fn set_socket_option(&self, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        // SAFETY: the fd is our open AF_XDP socket; `value` lives across
+        // the call and its exact size is passed.
+        let rc = unsafe {
+            libc::setsockopt(self.fd(), libc::SOL_SOCKET, opt, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Drives the driver's NAPI once: a non-blocking zero-length `recvfrom`.
+    pub(super) fn poll_napi(&self) {
+        // SAFETY: a zero-length recvfrom on our own socket with no buffer
+        // and no address; the kernel writes nothing.
+        let _ = unsafe { libc::recvfrom(self.fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+
     /// Blocks up to `timeout_ms` for received frames.
     pub(super) fn poll_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
         self.rx.poll(timeout_ms)
     }
+}
+
+/// Binds a socket to `name` queue `queue` over `umem`, with its rings.
+pub(super) fn new_socket(
+    cfg: xsk_rs::config::SocketConfig,
+    umem: &Umem,
+    name: &xsk_rs::config::Interface,
+    queue: u32,
+) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), xsk_rs::socket::SocketCreateError> {
+    // SAFETY: each (interface, queue) is bound once per UMEM (the caller
+    // makes a fresh UMEM per attempt), and the program is loaded by us
+    // (INHIBIT_PROG_LOAD), as the crate requires.
+    unsafe { xsk_rs::Socket::new(cfg, umem, name, queue) }
 }
 
 /// The kernel's XDP_PKT_CONTD (include/uapi/linux/if_xdp.h).
@@ -210,5 +282,20 @@ impl Rings for XskRings {
             }
             None => 0,
         }
+    }
+    #[inline]
+    unsafe fn frame_mem(&mut self, desc: &mut FrameDesc) -> (std::ptr::NonNull<u8>, usize) {
+        // SAFETY: the caller guarantees we own this frame of this UMEM and
+        // that it is on no ring; the pointer outlives the borrow, into the
+        // UMEM's mapping (not into `self`).
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let cap = data.cursor().buf_len();
+        data.cursor().set_pos(cap);
+        let buf = data.contents_mut();
+        (std::ptr::NonNull::new(buf.as_mut_ptr()).expect("UMEM memory is not null"), buf.len())
+    }
+    fn keep_mapped(&self) {
+        // The mapping goes when the last handle to the UMEM does.
+        std::mem::forget(self.umem.clone());
     }
 }

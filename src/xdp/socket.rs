@@ -3,14 +3,20 @@
 //!
 //! # Frame ownership
 //! A UMEM frame is owned either by us or by the kernel. Frames we own are
-//! [`Frame`]s: not `Copy`, not `Clone`, so handing one to a ring moves it
-//! and code can no longer touch it; frames come back only from the kernel's
-//! RX and completion rings. Received frames go straight back to the fill
-//! ring after the stack has looked at them (it copies what it keeps).
+//! values of the types in [`super::umem`]: [`FreeFrame`] (the free list),
+//! [`RxFrame`] (received, handed out by [`XskQueue::recv_frames`], read with
+//! [`XskQueue::rx_bytes`], given back with [`XskQueue::release`]) and
+//! [`TxFrame`] (lent by [`XskQueue::lend_tx`], written through `AsMut`,
+//! queued with [`XskQueue::submit`] or returned with
+//! [`XskQueue::give_back`]). None is `Copy` or `Clone`: handing one to a
+//! ring moves it, and code can no longer touch it; frames come back only
+//! from the kernel's RX and completion rings. A lent TxFrame keeps its TX
+//! ring slot (the longest chain's, multi-buffer), so submitting it never
+//! fails.
 //!
 //! Frame accounting: `fill + rx + tx + completion + free + held = total`
-//! (see [`FrameCounts`]); debug builds check it after every `recv` and
-//! `flush`.
+//! (see [`FrameCounts`]; `held`: RxFrames and TxFrames out of the queue's
+//! hands); debug builds check it after every `recv_frames` and `flush`.
 //!
 //! # Multi-buffer (jumbo frames)
 //! When the largest frame (MTU + 14) does not fit in one UMEM frame, the
@@ -19,15 +25,17 @@
 //! (Documentation/networking/af_xdp.rst, "Multi-Buffer Support").
 //! - RX: the kernel posts a packet's descriptors all at once, but a batch
 //!   taken off the ring may end inside a chain. A single-descriptor packet
-//!   is handed over in place, as before; a chain is copied into a scratch
-//!   buffer, across batches if need be, and handed over whole. Its frames go
-//!   back to the fill ring straight away, so no frame is held.
-//! - TX: with multi-buffer on, the sender writes into a scratch buffer of
-//!   MTU + 14 bytes; what fits one frame is copied into one, anything longer
-//!   is split over a chain. The chain goes on the TX ring whole or not at
-//!   all, and only once the ring has room and the free list has frames for
-//!   the longest chain the MTU can need, so a full ring never splits a
-//!   packet and the sender's frame is never lost.
+//!   is handed over in place; a chain is copied into one of the queue's
+//!   preallocated reassembly buffers, across batches if need be, and handed
+//!   over whole (an RxFrame naming the buffer). Its frames go back to the
+//!   fill ring straight away. With every buffer held, a chain is dropped
+//!   and counted.
+//! - TX: with multi-buffer on, a lent TxFrame is a scratch buffer of
+//!   MTU + 14 bytes; on submit, what fits one frame is copied into one,
+//!   anything longer is split over a chain. Lending keeps TX ring room and
+//!   free frames for the longest chain the MTU can need, so the chain goes
+//!   on the ring whole, a full ring never splits a packet and the sender's
+//!   frame is never lost.
 //!
 //! The logic is generic over the [`Rings`] backend: xsk-rs in production,
 //! a fake kernel over anonymous memory in the unit tests.
@@ -37,10 +45,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{Socket, Umem};
+use xsk_rs::Umem;
 
 use super::bind::{huge_pages_plan, wait_for_huge_pages, zero_copy_advice, zero_copy_refusal, BindMode, HugePages, MemInfo, UmemInfo, ZeroCopy};
 use super::rings::{Rings, XskRings};
+use super::umem::{FreeFrame, RxFrame, UmemRings};
+#[cfg(doc)]
+use super::umem::TxFrame;
 
 /// Kicks per flush at most: a full 2048-slot ring in copy mode's batches of 32.
 const MAX_KICKS: u32 = 64;
@@ -60,9 +71,6 @@ const RX_MAX: usize = 14 + 65535;
 /// The kernel's XDP_PACKET_HEADROOM, kept free at the start of each frame
 /// in copy mode: a frame's packet data is the frame size less this.
 const XDP_HEADROOM: u32 = 256;
-
-/// A frame of UMEM that we own.
-pub struct Frame<D>(D);
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueueConfig {
@@ -175,8 +183,10 @@ pub struct FrameCounts {
     pub completion: usize,
     /// Ours, on the free list.
     pub free: usize,
-    /// Held by connections. Always 0: the stack copies what it keeps, and
-    /// every received frame goes straight back to the fill ring.
+    /// Out of the queue's hands: received frames handed out as RxFrames
+    /// and not yet back on the fill ring, and TX frames lent as TxFrames.
+    /// Between loop iterations only the worker's lent TX frames (the stack
+    /// copies what it keeps).
     pub held: usize,
     /// Frames in the UMEM.
     pub total: usize,
@@ -200,14 +210,30 @@ impl FrameCounts {
 /// One AF_XDP socket's frames over a ring backend: [`XskRings`] in
 /// production, a fake kernel in tests.
 pub struct XskQueue<R: Rings = XskRings> {
-    rings: R,
-    free: Vec<Frame<R::Desc>>,
-    rx_descs: Vec<R::Desc>,
-    comp_descs: Vec<R::Desc>,
+    umem: UmemRings<R>,
+    free: Vec<FreeFrame<R::Desc>>,
+    /// Frames just taken off the RX ring, being sorted into packets.
+    got: Vec<FreeFrame<R::Desc>>,
+    /// Frames going back to the fill ring: released, or parts of chains
+    /// copied out.
+    to_fill: Vec<FreeFrame<R::Desc>>,
+    /// Received frames for `recv`, kept for their capacity.
+    rx_frames: Vec<RxFrame<R::Desc>>,
+    /// Completions taken per flush at most (the completion ring's size).
+    comp_max: usize,
     /// Given to the fill ring and not yet taken back off the RX ring.
     rx_posted: usize,
     /// Given to the TX ring and not yet taken back off the completion ring.
     tx_in_flight: usize,
+    /// RxFrames in place handed out and not yet released.
+    rx_out: usize,
+    /// TxFrames in place lent and not yet back.
+    tx_lent: usize,
+    /// TX ring slots kept for lent TxFrames (the longest chain for each
+    /// on a multi-buffer queue), so that submitting one never fails.
+    tx_slots_kept: u32,
+    /// Free frames kept for lent scratch TxFrames (multi-buffer).
+    frames_kept: usize,
     /// Slots in the TX ring.
     tx_size: u32,
     total: usize,
@@ -226,19 +252,24 @@ struct TxChains<D> {
     tx_max: usize,
     /// Frames the longest TX chain takes.
     tx_chain_max: usize,
-    /// The sender writes here when the frame may not fit one UMEM frame.
-    tx_scratch: Vec<u8>,
+    /// Scratch buffers of `tx_max` bytes not lent out as TxFrames.
+    scratch: Vec<Box<[u8]>>,
     /// A TX chain being assembled.
-    tx_chain: Vec<D>,
+    tx_chain: Vec<FreeFrame<D>>,
 }
 
 /// What a multi-buffer queue keeps between calls, to receive.
 struct RxChains {
-    /// A received chain so far (empty between packets).
-    rx_scratch: Vec<u8>,
+    /// Reassembly buffers, by index ([`RX_MAX`] bytes of capacity each).
+    bufs: Vec<Vec<u8>>,
+    /// Buffers not in use (neither being filled nor handed out).
+    idle: Vec<usize>,
+    /// The buffer of the chain being received, across batches.
+    building: Option<usize>,
     /// Inside a received chain: its last descriptor is still to come.
     rx_partial: bool,
-    /// The chain inside which we are is too long and is being dropped.
+    /// The chain inside which we are is being dropped (too long, or no
+    /// buffer was free for it).
     rx_dropping: bool,
 }
 
@@ -334,15 +365,7 @@ impl XskQueue<XskRings> {
     /// Whether the kernel bound this socket in zero-copy mode (else copy),
     /// read back with getsockopt(XDP_OPTIONS).
     pub fn zero_copy(&self) -> io::Result<bool> {
-        let mut opts = libc::xdp_options { flags: 0 };
-        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: `opts` and `len` are valid for writes of the sizes given,
-        // and the fd is this queue's open AF_XDP socket.
-        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut libc::xdp_options).cast(), &mut len) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+        Ok(self.umem.rings.xdp_options()?.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 
     /// The kernel's counters for this socket (getsockopt XDP_STATISTICS):
@@ -350,15 +373,7 @@ impl XskQueue<XskRings> {
     /// empty, and invalid descriptors. Frames the stack never saw are
     /// counted here.
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        // SAFETY: xdp_statistics is plain integers; all-zero is valid.
-        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes of the sizes given,
-        // and the fd is this queue's open AF_XDP socket.
-        let rc = unsafe { libc::getsockopt(self.fd(), libc::SOL_XDP, libc::XDP_STATISTICS, (&mut st as *mut libc::xdp_statistics).cast(), &mut len) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let st = self.umem.rings.xdp_statistics()?;
         Ok(KernelStats {
             rx_dropped: st.rx_dropped,
             rx_invalid_descs: st.rx_invalid_descs,
@@ -370,7 +385,7 @@ impl XskQueue<XskRings> {
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
-        self.rings.fd()
+        self.umem.rings.fd()
     }
 
     /// Turns on the kernel's preferred busy polling for this socket
@@ -380,40 +395,26 @@ impl XskQueue<XskRings> {
     /// in interrupts (see `busy_poll`). Fails where the kernel refuses an
     /// option; veth in copy mode accepts them but has nothing to poll.
     pub fn enable_busy_poll(&mut self, usecs: u32, budget: u32) -> io::Result<()> {
-        let fd = self.fd();
-        let set = |opt: libc::c_int, value: libc::c_int| -> io::Result<()> {
-            // SAFETY: `fd` is our open AF_XDP socket; `value` lives across
-            // the call and its exact size is passed.
-            let rc = unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
+        let set = |opt: libc::c_int, value: libc::c_int| self.umem.rings.set_socket_option(opt, value);
         set(libc::SO_PREFER_BUSY_POLL, 1)?;
         set(libc::SO_BUSY_POLL, usecs.min(i32::MAX as u32) as libc::c_int)?;
         set(libc::SO_BUSY_POLL_BUDGET, budget.min(i32::MAX as u32) as libc::c_int)?;
-        self.rings.busy_poll = true;
+        self.umem.rings.busy_poll = true;
         Ok(())
     }
 
     /// With busy polling on, drives the driver's NAPI once: a non-blocking
     /// `recvfrom` (the kernel's documented way for AF_XDP). No-op otherwise.
     pub fn busy_poll(&mut self) {
-        if !self.rings.busy_poll {
+        if !self.umem.rings.busy_poll {
             return;
         }
-        // SAFETY: a zero-length recvfrom on our own socket with no buffer
-        // and no address; the kernel writes nothing.
-        let _ = unsafe { libc::recvfrom(self.fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+        self.umem.rings.poll_napi();
     }
 
     /// Blocks up to `timeout` for received frames.
     pub fn wait(&mut self, timeout: Duration) -> bool {
-        self.rings.poll_rx(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(false)
+        self.umem.rings.poll_rx(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(false)
     }
 }
 
@@ -454,9 +455,7 @@ fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, so
             }
             Err(err) => return Err(SocketError::Umem(err.to_string())),
         };
-        // SAFETY: each (interface, queue) is bound once per UMEM, and the
-        // program is loaded by us (INHIBIT_PROG_LOAD), as the crate requires.
-        match unsafe { Socket::new(sock_cfg, &umem, name, queue) } {
+        match super::rings::new_socket(sock_cfg, &umem, name, queue) {
             Ok(s) => return Ok((umem, descs, s)),
             Err(err) => {
                 // Keep the errno: EBUSY is retried, and a refused zero-copy
@@ -477,320 +476,7 @@ fn bind_fresh(iface: &str, name: &Interface, queue: u32, plan: &mut UmemPlan, so
     }
 }
 
-impl<R: Rings> XskQueue<R> {
-    /// Takes `descs` (every frame of the UMEM), posts up to `ring_size` of
-    /// them (at most half) to the fill ring and keeps the rest free.
-    /// Frames of up to `max_frame` bytes are sent; beyond one UMEM frame,
-    /// as chains (the socket must then be bound with XDP_USE_SG).
-    fn new(mut rings: R, descs: Vec<R::Desc>, ring_size: u32, queue: u32, max_frame: usize) -> Self {
-        let total = descs.len();
-        let cap = rings.frame_capacity();
-        let sg = (max_frame > cap).then(|| {
-            let tx_chain_max = max_frame.div_ceil(cap);
-            assert!(tx_chain_max <= MAX_CHAIN, "{max_frame}-byte frames need {tx_chain_max} frames of {cap}");
-            let tx = TxChains { tx_max: max_frame, tx_chain_max, tx_scratch: vec![0; max_frame], tx_chain: Vec::with_capacity(tx_chain_max) };
-            let rx = RxChains { rx_scratch: Vec::with_capacity(RX_MAX), rx_partial: false, rx_dropping: false };
-            (Box::new(tx), Box::new(rx))
-        });
-        let (sg_tx, sg_rx) = sg.unzip();
-        let post = (ring_size as usize).min(total / 2);
-        // SAFETY: these frames are fresh from the UMEM; nothing else uses them.
-        let posted = unsafe { rings.produce_fill(&descs[..post]) };
-        let free = descs[posted..].iter().map(|d| Frame(*d)).collect();
-        XskQueue {
-            rings,
-            free,
-            rx_descs: vec![R::Desc::default(); RX_BATCH],
-            // As many as the completion ring holds (twice the TX ring).
-            comp_descs: vec![R::Desc::default(); ring_size as usize * 2],
-            rx_posted: posted,
-            tx_in_flight: 0,
-            tx_size: ring_size,
-            total,
-            queue,
-            stats: QueueStats::default(),
-            umem_info: UmemInfo::default(),
-            sg_tx,
-            sg_rx,
-        }
-    }
-
-    /// Frames span several UMEM frames (the socket uses XDP_USE_SG).
-    pub fn multi_buffer(&self) -> bool {
-        self.sg_tx.is_some()
-    }
-
-    pub fn queue_id(&self) -> u32 {
-        self.queue
-    }
-    pub fn stats(&self) -> QueueStats {
-        self.stats
-    }
-
-    /// Where the frames are (reads the RX and completion rings' producer
-    /// indices for the split; see [`FrameCounts`]).
-    pub fn frames(&mut self) -> FrameCounts {
-        let rx = self.rings.rx_avail_exact() as usize;
-        let completion = self.rings.comp_avail_exact() as usize;
-        // A ring showing more than we gave the kernel breaks the invariant;
-        // saturating keeps that visible in the sum.
-        FrameCounts {
-            fill: self.rx_posted.saturating_sub(rx),
-            rx,
-            tx: self.tx_in_flight.saturating_sub(completion),
-            completion,
-            free: self.free.len(),
-            held: 0,
-            total: self.total,
-        }
-    }
-
-    /// Debug builds: every frame is somewhere, once.
-    #[inline]
-    fn check_frames(&mut self) {
-        if cfg!(debug_assertions) {
-            let c = self.frames();
-            debug_assert!(c.ok(), "UMEM frames do not add up: {c:?}");
-        }
-    }
-
-    /// Takes up to `max` descriptors off the RX ring and hands each
-    /// complete packet among them to `f` (a chain as one contiguous frame,
-    /// see the module docs), then gives the frames back to the kernel's
-    /// fill ring. Returns how many packets `f` saw.
-    pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        self.recv_with_tx(max, |frame, _| f(frame))
-    }
-
-    /// [`XskQueue::recv`], lending `f` the queue's TX side with each
-    /// received frame: it may write and queue frames to send (a reply
-    /// straight into a TX frame) while it still reads the received one.
-    pub fn recv_with_tx(&mut self, max: usize, mut f: impl FnMut(&[u8], &mut XskTx<'_, R>)) -> usize {
-        let max = max.min(self.rx_descs.len());
-        let n = self.rings.consume_rx(&mut self.rx_descs[..max]);
-        if n == 0 {
-            return 0;
-        }
-        self.rx_posted -= n;
-        let mut packets = 0;
-        let mut largest = 0;
-        for d in &self.rx_descs[..n] {
-            // SAFETY: the kernel handed this frame to us; we read it before
-            // giving it back below.
-            let data: *const [u8] = unsafe { self.rings.data(d) };
-            let more = R::more(d);
-            let mut tx = XskTx {
-                rings: &mut self.rings,
-                free: &mut self.free,
-                tx_in_flight: &mut self.tx_in_flight,
-                stats: &mut self.stats,
-                sg: self.sg_tx.as_deref_mut(),
-            };
-            // SAFETY (for each `&*data` below): the slice lies in the UMEM's
-            // memory, not in `self.rings` (the `Rings::data` contract), so it
-            // stays valid while `tx` borrows the rings; the frame is ours
-            // until `produce_fill` below, and `tx` writes only frames off the
-            // free list, which this one is not on. So nothing writes it while
-            // it is read.
-            match self.sg_rx.as_deref_mut() {
-                Some(c) if more || c.rx_partial => {
-                    let data = unsafe { &*data };
-                    if !c.rx_dropping {
-                        if c.rx_scratch.len() + data.len() > RX_MAX {
-                            c.rx_dropping = true;
-                            c.rx_scratch.clear();
-                            tx.stats.rx_chains_dropped += 1;
-                        } else {
-                            c.rx_scratch.extend_from_slice(data);
-                        }
-                    }
-                    c.rx_partial = more;
-                    if !more {
-                        if !c.rx_dropping {
-                            largest = largest.max(c.rx_scratch.len());
-                            tx.stats.rx_chains += 1;
-                            f(&c.rx_scratch, &mut tx);
-                            packets += 1;
-                        }
-                        c.rx_scratch.clear();
-                        c.rx_dropping = false;
-                    }
-                }
-                // A socket without XDP_USE_SG never sees XDP_PKT_CONTD.
-                _ => {
-                    let data = unsafe { &*data };
-                    largest = largest.max(data.len());
-                    f(data, &mut tx);
-                    packets += 1;
-                }
-            }
-        }
-        self.stats.rx_largest = self.stats.rx_largest.max(largest as u64);
-        self.stats.rx_frames += n as u64;
-        // SAFETY: these frames came off the RX ring and nothing refers to
-        // them any more (f has returned).
-        let back = unsafe { self.rings.produce_fill(&self.rx_descs[..n]) };
-        debug_assert_eq!(back, n, "fill ring sized above the frames posted");
-        self.rx_posted += back;
-        // Not reached while the fill ring is larger than what we post; if
-        // it were, the frames would be ours again, not lost.
-        self.free.extend(self.rx_descs[back..n].iter().map(|d| Frame(*d)));
-        if self.rings.fill_needs_wakeup() {
-            self.rings.wake_fill();
-        }
-        self.check_frames();
-        packets
-    }
-
-    /// Lets `f` write one frame (up to MTU + 14 bytes) and queues it for
-    /// transmission: in place into a free UMEM frame, or with multi-buffer
-    /// on through a scratch buffer into one frame or a chain. Returns
-    /// `Some(true)` if a frame was queued, `Some(false)` if `f` had nothing,
-    /// `None` if no frame or ring slot was free (then `f` is not called, so
-    /// nothing it would have sent is lost).
-    pub fn send_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
-        self.tx().send_with(f)
-    }
-
-    /// The TX side, borrowed.
-    pub fn tx(&mut self) -> XskTx<'_, R> {
-        XskTx {
-            rings: &mut self.rings,
-            free: &mut self.free,
-            tx_in_flight: &mut self.tx_in_flight,
-            stats: &mut self.stats,
-            sg: self.sg_tx.as_deref_mut(),
-        }
-    }
-
-    /// Kicks transmission, and takes back frames the kernel has sent.
-    pub fn flush(&mut self) {
-        if self.tx_in_flight == 0 {
-            return; // nothing to kick, nothing to complete
-        }
-        // In copy mode one kick (sendto) sends at most 32 frames (the
-        // kernel's TX_BATCH_SIZE) and then returns; a turn that queued more
-        // kicks again while the kernel keeps taking frames off the ring.
-        // Where a kick only schedules the driver (zero copy), the ring does
-        // not move during the call and one kick is all it takes.
-        let size = self.tx_size;
-        let mut kicks = 0;
-        while self.rings.tx_needs_wakeup() && kicks < MAX_KICKS {
-            let before = self.rings.tx_free_exact();
-            if before == size {
-                break;
-            }
-            self.stats.kicks += 1;
-            kicks += 1;
-            self.rings.kick_tx();
-            let after = self.rings.tx_free_exact();
-            if after == size || after == before {
-                break;
-            }
-        }
-        let n = self.rings.consume_comp(&mut self.comp_descs);
-        self.free.extend(self.comp_descs[..n].iter().map(|d| Frame(*d)));
-        // More completions than frames in flight would be a kernel bug;
-        // the frame check below reports it.
-        self.tx_in_flight -= n.min(self.tx_in_flight);
-        self.check_frames();
-    }
-}
-
-/// A queue's TX side, borrowed ([`XskQueue::tx`]): free frames written in
-/// place and queued on the TX ring. [`XskQueue::recv_with_tx`] lends it
-/// while a received frame is being looked at.
-pub struct XskTx<'a, R: Rings> {
-    rings: &'a mut R,
-    free: &'a mut Vec<Frame<R::Desc>>,
-    tx_in_flight: &'a mut usize,
-    stats: &'a mut QueueStats,
-    /// The multi-buffer send state, on a queue that chains frames.
-    sg: Option<&'a mut TxChains<R::Desc>>,
-}
-
-impl<R: Rings> XskTx<'_, R> {
-    /// [`XskQueue::send_with`].
-    pub fn send_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
-        if self.sg.is_some() {
-            return self.send_chained(f);
-        }
-        if !self.rings.tx_has_room(1) {
-            return None;
-        }
-        let Some(Frame(mut desc)) = self.free.pop() else {
-            self.stats.tx_no_frame += 1;
-            return None;
-        };
-        // SAFETY: we own this frame (it came from the free list).
-        let len = unsafe { self.rings.write(&mut desc, f) };
-        if len == 0 {
-            self.free.push(Frame(desc));
-            return Some(false);
-        }
-        R::set_more(&mut desc, false);
-        // SAFETY: the frame holds a complete frame of `len` bytes; after this
-        // the kernel owns it until it appears on the completion ring.
-        if !unsafe { self.rings.produce_tx(std::slice::from_ref(&desc)) } {
-            self.free.push(Frame(desc));
-            return None;
-        }
-        *self.tx_in_flight += 1;
-        self.stats.tx_frames += 1;
-        self.stats.tx_largest = self.stats.tx_largest.max(len as u64);
-        Some(true)
-    }
-
-    /// `send_with` on a multi-buffer queue: `f` writes into the scratch
-    /// buffer, and the frame is copied into as many UMEM frames as it
-    /// needs. Room for the longest chain is made sure of first.
-    fn send_chained(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<bool> {
-        let c = self.sg.as_deref_mut().expect("multi-buffer queue");
-        if !self.rings.tx_has_room(c.tx_chain_max as u32) {
-            return None;
-        }
-        if self.free.len() < c.tx_chain_max {
-            self.stats.tx_no_frame += 1;
-            return None;
-        }
-        let len = f(&mut c.tx_scratch[..c.tx_max]).unwrap_or(0).min(c.tx_max);
-        if len == 0 {
-            return Some(false);
-        }
-        let cap = self.rings.frame_capacity();
-        let parts = len.div_ceil(cap);
-        c.tx_chain.clear();
-        for (i, chunk) in c.tx_scratch[..len].chunks(cap).enumerate() {
-            let Some(Frame(mut desc)) = self.free.pop() else { unreachable!("free frames checked above") };
-            // SAFETY: we own this frame (it came from the free list).
-            let n = unsafe {
-                self.rings.write(&mut desc, |buf| {
-                    buf[..chunk.len()].copy_from_slice(chunk);
-                    Some(chunk.len())
-                })
-            };
-            debug_assert_eq!(n, chunk.len());
-            R::set_more(&mut desc, i + 1 < parts);
-            c.tx_chain.push(desc);
-        }
-        // SAFETY: each frame holds its part of the packet, chained by
-        // XDP_PKT_CONTD; after this the kernel owns them until they appear
-        // on the completion ring.
-        if !unsafe { self.rings.produce_tx(&c.tx_chain) } {
-            // Not reached: the room checked above only grows meanwhile.
-            debug_assert!(false, "TX ring refused a chain it had room for");
-            self.free.extend(c.tx_chain.drain(..).map(Frame));
-            return None;
-        }
-        *self.tx_in_flight += parts;
-        self.stats.tx_frames += parts as u64;
-        if parts > 1 {
-            self.stats.tx_chains += 1;
-        }
-        self.stats.tx_largest = self.stats.tx_largest.max(len as u64);
-        Some(true)
-    }
-}
+mod frames;
 
 #[cfg(test)]
 mod tests;

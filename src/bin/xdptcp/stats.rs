@@ -40,7 +40,7 @@ fn stats_row(w: &WorkerStats) -> serde_json::Value {
         "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
         "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
         "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
-        "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in,
+        "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in, "handoff_drops": w.handoff_drops,
         "zero_copy_sockets": u64::from(w.zero_copy),
         // How the socket is bound (read back from the kernel), and why
         // not zero-copy if the driver refused it.
@@ -62,7 +62,7 @@ fn stats_row(w: &WorkerStats) -> serde_json::Value {
         // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
         // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
         // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
-        // on the completion ring; held: by connections (0, the stack copies).
+        // on the completion ring; held: lent to the worker (its TX batch; the stack copies what it receives).
         "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
         "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
         "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,

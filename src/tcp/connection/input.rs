@@ -11,74 +11,8 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 const DUP_THRESH: u8 = 3;
 
 impl Connection {
-    /// Processes one arriving segment, copying its in-order payload into the
-    /// receive buffer.
-    pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>) {
-        let direct = self.handle_segment_direct(now, seg);
-        if !direct.is_empty() {
-            self.complete_direct(direct);
-        }
-    }
-
-    /// Processes one arriving segment. Returns the in-order payload that the
-    /// application may read in place (empty if none). The caller must pass
-    /// back whatever the application did not consume through
-    /// [`Connection::complete_direct`] before making any other call.
-    pub fn handle_segment_direct<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
-        debug_assert!(self.flags & F_DIRECT_PENDING == 0, "complete_direct was not called");
-        self.flags &= !(F_DIRECT_PENDING | F_DIRECT_OVER_BUDGET);
-        self.stats.segs_in = self.stats.segs_in.wrapping_add(1);
-        match self.state {
-            State::Closed | State::Listen => &[],
-            State::SynSent => {
-                self.handle_syn_sent(now, seg);
-                &[]
-            }
-            _ => self.handle_synchronizing(now, seg),
-        }
-    }
-
-    /// Returns the part of a direct payload the application did not consume;
-    /// it is copied into the receive buffer (it always fits: it was inside
-    /// the window we advertised).
-    pub fn complete_direct(&mut self, unconsumed: &[u8]) {
-        if self.flags & F_DIRECT_PENDING == 0 {
-            return;
-        }
-        self.flags &= !(F_DIRECT_PENDING | F_DIRECT_OVER_BUDGET);
-        let mut unconsumed = unconsumed;
-        let room = self.budget_memory as usize;
-        if unconsumed.len() > room {
-            // The shard's receive memory is exhausted: keep what fits and
-            // un-receive the tail. Nothing acknowledged it yet (the ACK goes
-            // out at the next poll_transmit), so RCV.NXT steps back and the
-            // peer retransmits it, as for any segment dropped before it was
-            // acknowledged (Linux drops in this case too, TCPRcvQDrop).
-            let dropped = unconsumed.len() - room;
-            unconsumed = &unconsumed[..room];
-            self.rcv_nxt = self.rcv_nxt - dropped;
-            self.stats.mem_dropped = self.stats.mem_dropped.wrapping_add(1);
-            self.flags |= F_ACK_NOW;
-        }
-        if !unconsumed.is_empty() {
-            let n = self.rx.push(unconsumed);
-            debug_assert_eq!(n, unconsumed.len(), "direct payload exceeded the window");
-            self.spend_budget(n, false);
-            self.events |= EV_READABLE;
-        }
-        // A FIN left for us by `handle_segment_direct` (a no-op otherwise).
-        if self.state != State::Closed {
-            self.maybe_take_fin(self.last_rx);
-        }
-        self.window_update_after_held();
-        if self.flags & F_CLOSE_DEFERRED != 0 {
-            self.flags &= !F_CLOSE_DEFERRED;
-            self.close();
-        }
-    }
-
     /// RFC 9293 §3.10.7.3: SYN-SENT.
-    fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
         // First: the ACK must cover our SYN and nothing we never sent. If
         // not, RFC 9293 §3.10.7.3: send <SEQ=SEG.ACK><CTL=RST> (unless the
@@ -187,7 +121,7 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and every synchronized state.
-    fn handle_synchronizing<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
+    pub(super) fn handle_synchronizing<'p>(&mut self, now: Instant, seg: &TcpRepr<'p>) -> &'p [u8] {
         let flags = seg.flags;
 
         if self.state == State::TimeWait {
@@ -369,7 +303,7 @@ impl Connection {
             }
         }
         // A direct delivery larger than the memory budget may be cut back in
-        // `complete_direct` (see there): RCV.NXT is final only then, and so
+        // `Delivery::complete` (see there): RCV.NXT is final only then, and so
         // that call takes the FIN. Otherwise the FIN counts now, before the
         // application sees the data, as always.
         if self.flags & F_DIRECT_PENDING != 0 && direct.len() > self.budget_memory as usize {
@@ -734,7 +668,7 @@ impl Connection {
     }
 
     /// Processes a FIN once RCV.NXT reaches it (RFC 9293 §3.10.7.4 eighth check).
-    fn maybe_take_fin(&mut self, now: Instant) {
+    pub(super) fn maybe_take_fin(&mut self, now: Instant) {
         if self.flags & F_FIN_RECEIVED == 0 || self.fin_seq != self.rcv_nxt {
             return;
         }

@@ -16,11 +16,12 @@
 //!
 //! # Receiving without a copy
 //! [`Connection::handle_segment`] copies in-order payload into the receive
-//! buffer. [`Connection::handle_segment_direct`] instead returns the in-order
-//! part of the payload when nothing is buffered ahead of it, so the caller can
-//! hand it to the application in place; the caller must then return whatever
-//! the application did not consume through [`Connection::complete_direct`],
-//! before any other call on this connection.
+//! buffer. [`Connection::handle_segment_direct`] instead returns a
+//! [`Delivery`] guard with the in-order part of the payload when nothing is
+//! buffered ahead of it, so the caller can hand it to the application in
+//! place; [`Delivery::complete`] then takes in whatever the application did
+//! not consume. The guard holds the connection meanwhile, so nothing else
+//! can be done with it before (see `direct.rs`).
 //!
 //! # Sending without a copy
 //! [`Connection::send`] copies the caller's bytes into the send buffer, and
@@ -32,7 +33,7 @@
 //! [`Connection::send_with`] lets the application write into the send
 //! buffer's free space instead. Called during a direct delivery, it
 //! acknowledges the data being delivered but offers no new window until
-//! `complete_direct` (which then sends a window update if the window the
+//! `Delivery::complete` (which then sends a window update if the window the
 //! peer sees has halved).
 //!
 //! # Shard-wide limits
@@ -51,8 +52,10 @@
 //!   data sits beyond them in the same buffer, tracked by `ooo`.
 //! - No input from the peer can make this code panic: it counts and drops.
 
+mod direct;
 mod input;
 mod output;
+mod recent_sacks;
 mod recovery;
 mod timers;
 
@@ -69,6 +72,8 @@ use crate::tcp::Config;
 use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpRepr};
 
+pub use direct::{Delivery, Handle};
+use recent_sacks::RecentSacks;
 pub use timers::Timer;
 use timers::Timers;
 
@@ -185,7 +190,7 @@ const F_PROBE: u32 = 32; // a zero-window or keepalive probe is due
 const F_SACK_OK: u32 = 64; // SACK negotiated
 const F_TS_OK: u32 = 128; // timestamps negotiated
 const F_WS_OK: u32 = 256; // window scaling negotiated
-const F_DIRECT_PENDING: u32 = 512; // handle_segment_direct awaits complete_direct
+const F_DIRECT_PENDING: u32 = 512; // a Delivery is pending (handle_segment_direct until Delivery::complete)
 const F_TIMED: u32 = 1024; // rtt_seq is being timed (Karn)
 const F_FIN_RECEIVED: u32 = 2048; // a FIN was seen at fin_seq, waiting for the data before it
 const F_RXT_UNA: u32 = 4096; // the next retransmission goes whatever the pipe (SND.UNA's segment without SACK)
@@ -196,7 +201,7 @@ const F_LOSS_PROBE: u32 = 1 << 16; // a tail loss probe is due (RFC 8985 §7.3)
 const F_UNDO: u32 = 1 << 17; // this fast recovery's reduction may yet prove spurious
 const F_UNDO_STAMPED: u32 = 1 << 18; // undo_stamp holds its first retransmission's time
 const F_DSACK: u32 = 1 << 19; // the next ACK reports `dsack` (RFC 2883)
-const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in complete_direct: RCV.NXT is not final
+const F_DIRECT_OVER_BUDGET: u32 = 1 << 20; // this direct delivery may be cut back in Delivery::complete: RCV.NXT is not final
 const F_WINDOW_HELD: u32 = 1 << 21; // a segment sent during a direct delivery offered no new window
 const F_RST_REPLY: u32 = 1 << 22; // a bare RST at `rst_seq` answers an unacceptable ACK in SYN-SENT (RFC 9293 §3.10.7.3)
 const F_OOW_ACKED: u32 = 1 << 28; // last_oow_ack holds when an invalid segment was last answered
@@ -283,49 +288,6 @@ impl RxBudget {
 impl Default for RxBudget {
     fn default() -> Self {
         RxBudget::UNLIMITED
-    }
-}
-
-/// Offsets (from RCV.NXT) inside the out-of-order ranges that our ACKs
-/// reported first, most recent first: RFC 2018 §4 fills the SACK option's
-/// later blocks with the most recently reported ones, as Linux's
-/// `selective_acks` list does. `u32::MAX` marks an empty slot. Three: with
-/// the first block, that fills the four a SACK option can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RecentSacks([u32; 3]);
-
-impl RecentSacks {
-    const EMPTY: RecentSacks = RecentSacks([u32::MAX; 3]);
-
-    /// `offset` was just reported first; older entries in the same range
-    /// (`same(a, b)`: both offsets lie in one range) are dropped.
-    fn note(&mut self, offset: usize, same: impl Fn(usize, usize) -> bool) {
-        let offset = offset.min(u32::MAX as usize - 1) as u32;
-        let mut next = [u32::MAX; 3];
-        next[0] = offset;
-        let mut n = 1;
-        for &old in self.0.iter().filter(|&&o| o != u32::MAX) {
-            if n < next.len() && !same(old as usize, offset as usize) {
-                next[n] = old;
-                n += 1;
-            }
-        }
-        self.0 = next;
-    }
-
-    /// RCV.NXT moved `n` bytes forward: entries now below it are delivered.
-    fn advance(&mut self, n: usize) {
-        let mut next = [u32::MAX; 3];
-        let mut k = 0;
-        for &old in self.0.iter().filter(|&&o| o != u32::MAX && o as usize >= n) {
-            next[k] = old - n as u32;
-            k += 1;
-        }
-        self.0 = next;
-    }
-
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().filter(|&&o| o != u32::MAX).map(|&o| o as usize)
     }
 }
 
@@ -835,7 +797,7 @@ impl Connection {
         if self.flags & (F_DIRECT_PENDING | F_READING) != 0 {
             // Called from inside a direct delivery: whether data is left
             // unread is known only once the application says how much of it
-            // it consumed (in `complete_direct`).
+            // it consumed (in `Delivery::complete`).
             self.flags |= F_CLOSE_DEFERRED;
             return;
         }

@@ -25,7 +25,6 @@ impl Connection {
     /// `buf` should hold at least `MAX_HEADER + mss()` bytes; a smaller buffer
     /// gets a smaller segment.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        debug_assert!(self.flags & F_DIRECT_PENDING == 0, "complete_direct was not called");
         if buf.len() < MAX_HEADER {
             return None;
         }

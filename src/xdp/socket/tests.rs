@@ -47,8 +47,8 @@ impl Rng {
 /// Every frame of the UMEM is in exactly one place, and `frames()` says
 /// how many are where.
 fn audit(q: &mut Queue, cfg: FakeConfig) {
-    let p = q.rings.kernel.places();
-    let mut all: Vec<u64> = q.free.iter().map(|Frame(d)| d.addr).collect();
+    let p = q.umem.rings.kernel.places();
+    let mut all: Vec<u64> = q.free.iter().map(|f| f.desc().addr).collect();
     for place in [&p.fill, &p.pool, &p.rx, &p.tx, &p.sending, &p.comp] {
         all.extend(place);
     }
@@ -105,7 +105,7 @@ fn random_rounds_up_to(seed: u64, cfg: FakeConfig, max_frame: usize, steps: usiz
             0..=24 => {
                 for _ in 0..rng.below(cfg.ring_size as usize * 2) {
                     let p = rng.payload(fs);
-                    if q.rings.kernel.receive(&p) {
+                    if q.umem.rings.kernel.receive(&p) {
                         rx_expected.push_back(p);
                     }
                 }
@@ -146,28 +146,28 @@ fn random_rounds_up_to(seed: u64, cfg: FakeConfig, max_frame: usize, steps: usiz
             75..=89 => q.flush(),
             90..=94 => {
                 let n = rng.below(COPY_MODE_BATCH * 2);
-                q.rings.kernel.send(n);
+                q.umem.rings.kernel.send(n);
             }
             95..=97 => {
                 let n = rng.below(COPY_MODE_BATCH * 2);
-                q.rings.kernel.complete(n);
+                q.umem.rings.kernel.complete(n);
             }
             _ => {
                 let (fill, tx) = (rng.chance(50), rng.chance(50));
-                q.rings.kernel.set_need_wakeup(fill, tx);
+                q.umem.rings.kernel.set_need_wakeup(fill, tx);
             }
         }
         audit(&mut q, cfg);
-        let wire = &q.rings.kernel.wire;
+        let wire = &q.umem.rings.kernel.wire;
         assert_eq!(wire[wire_checked..], tx_expected[wire_checked..wire.len()], "seed {seed} step {step}: TX payload");
         wire_checked = wire.len();
     }
     // Drain: everything queued goes out and comes back, everything
     // received is delivered.
-    q.rings.kernel.set_need_wakeup(true, true);
+    q.umem.rings.kernel.set_need_wakeup(true, true);
     for _ in 0..1000 {
-        q.rings.kernel.send(usize::MAX);
-        q.rings.kernel.complete(usize::MAX);
+        q.umem.rings.kernel.send(usize::MAX);
+        q.umem.rings.kernel.complete(usize::MAX);
         q.flush();
         for g in recv_all(&mut q, RX_BATCH) {
             assert_eq!(Some(g), rx_expected.pop_front());
@@ -179,14 +179,14 @@ fn random_rounds_up_to(seed: u64, cfg: FakeConfig, max_frame: usize, steps: usiz
     }
     audit(&mut q, cfg);
     assert!(rx_expected.is_empty());
-    assert_eq!(q.rings.kernel.wire, tx_expected, "seed {seed}: TX payloads");
+    assert_eq!(q.umem.rings.kernel.wire, tx_expected, "seed {seed}: TX payloads");
     let c = q.frames();
     assert_eq!((c.rx, c.tx, c.completion), (0, 0, 0));
     assert_eq!(c.fill + c.free, c.total);
     // The run went through full rings and empty free lists, not only the easy paths.
     assert!(received > steps / 8 && tx_expected.len() > steps / 8, "seed {seed}: {received} received, {} sent", tx_expected.len());
     assert!(queued_none > 0, "seed {seed}: never ran out of TX slots or frames");
-    let k = &q.rings.kernel;
+    let k = &q.umem.rings.kernel;
     assert_eq!(k.split_chains, 0, "seed {seed}: a chain went on the TX ring in parts");
     if cfg.sg {
         // Chains both ways, some of them as long as the largest frame needs.
@@ -246,7 +246,7 @@ fn full_tx_ring_returns_none_and_keeps_the_frame() {
     assert_eq!(q.frames().free, free);
     assert_eq!(send(&mut q, &[8; 60]), Some(true));
     q.flush();
-    let wire = &q.rings.kernel.wire;
+    let wire = &q.umem.rings.kernel.wire;
     assert_eq!(wire.len(), 9);
     assert!(wire.iter().enumerate().all(|(i, f)| f[..] == [i as u8; 60][..]));
     audit(&mut q, cfg);
@@ -275,7 +275,7 @@ fn send_with_nothing_to_send_keeps_the_frame() {
     assert_eq!(q.send_with(|_| Some(0)), Some(false));
     assert_eq!(q.frames(), before);
     q.flush();
-    assert!(q.rings.kernel.wire.is_empty());
+    assert!(q.umem.rings.kernel.wire.is_empty());
     audit(&mut q, cfg);
 }
 
@@ -289,9 +289,9 @@ fn one_flush_drains_a_burst_over_32_with_several_kicks() {
     }
     q.flush();
     // 32 + 32 + 32 + 4.
-    assert_eq!(q.rings.kernel.kicks, 4);
+    assert_eq!(q.umem.rings.kernel.kicks, 4);
     assert_eq!(q.stats().kicks, 4);
-    assert_eq!(q.rings.kernel.wire.len(), 100);
+    assert_eq!(q.umem.rings.kernel.wire.len(), 100);
     let c = q.frames();
     assert_eq!((c.tx, c.completion, c.free), (0, 0, free));
     audit(&mut q, cfg);
@@ -302,8 +302,8 @@ fn one_flush_drains_a_burst_over_32_with_several_kicks() {
     }
     assert_eq!(send(&mut q, b"no room"), None);
     q.flush();
-    assert_eq!(q.rings.kernel.kicks, 12);
-    assert_eq!(q.rings.kernel.wire.len(), 356);
+    assert_eq!(q.umem.rings.kernel.kicks, 12);
+    assert_eq!(q.umem.rings.kernel.wire.len(), 356);
     assert_eq!(q.frames().free, free);
     audit(&mut q, cfg);
 }
@@ -314,20 +314,20 @@ fn flush_stops_kicking_when_the_kernel_takes_nothing() {
     // move during the call, so one kick per flush.
     let cfg = FakeConfig { copy_mode: false, ring_size: 64, frames: 256, ..FakeConfig::default() };
     let mut q = queue(cfg);
-    q.rings.kernel.set_need_wakeup(true, true);
+    q.umem.rings.kernel.set_need_wakeup(true, true);
     for _ in 0..50 {
         send(&mut q, b"frame").unwrap();
     }
     q.flush();
-    assert_eq!(q.rings.kernel.kicks, 1);
-    assert!(q.rings.kernel.wire.is_empty());
+    assert_eq!(q.umem.rings.kernel.kicks, 1);
+    assert!(q.umem.rings.kernel.wire.is_empty());
     // Without need_wakeup set, no kick at all.
-    q.rings.kernel.set_need_wakeup(true, false);
+    q.umem.rings.kernel.set_need_wakeup(true, false);
     q.flush();
-    assert_eq!(q.rings.kernel.kicks, 1);
-    q.rings.kernel.send(usize::MAX);
+    assert_eq!(q.umem.rings.kernel.kicks, 1);
+    q.umem.rings.kernel.send(usize::MAX);
     q.flush();
-    assert_eq!(q.rings.kernel.wire.len(), 50);
+    assert_eq!(q.umem.rings.kernel.wire.len(), 50);
     assert_eq!(q.frames().tx_in_flight(), 0);
     audit(&mut q, cfg);
 }
@@ -341,17 +341,17 @@ fn completions_return_frames_to_the_free_list() {
         send(&mut q, b"payload").unwrap();
     }
     q.flush();
-    assert_eq!(q.rings.kernel.wire.len(), 10);
+    assert_eq!(q.umem.rings.kernel.wire.len(), 10);
     let c = q.frames();
     assert_eq!((c.tx, c.completion, c.free), (10, 0, free - 10));
-    q.rings.kernel.complete(4);
+    q.umem.rings.kernel.complete(4);
     let c = q.frames();
     assert_eq!((c.tx, c.completion, c.free), (6, 4, free - 10));
     audit(&mut q, cfg);
     q.flush();
     let c = q.frames();
     assert_eq!((c.tx, c.completion, c.free), (6, 0, free - 6));
-    q.rings.kernel.complete(6);
+    q.umem.rings.kernel.complete(6);
     q.flush();
     let c = q.frames();
     assert_eq!((c.tx, c.completion, c.free), (0, 0, free));
@@ -370,7 +370,7 @@ fn ring_indices_wrap_around() {
     for _ in 0..500 {
         let burst: Vec<Vec<u8>> = (0..1 + rng.below(4)).map(|_| rng.payload(cfg.frame_size as usize)).collect();
         for p in &burst {
-            assert!(q.rings.kernel.receive(p));
+            assert!(q.umem.rings.kernel.receive(p));
         }
         assert_eq!(recv_all(&mut q, 64), burst);
         for p in &burst {
@@ -380,9 +380,9 @@ fn ring_indices_wrap_around() {
         q.flush();
         audit(&mut q, cfg);
     }
-    let rx_index = q.rings.kernel.rx_producer();
+    let rx_index = q.umem.rings.kernel.rx_producer();
     assert!(rx_index < start && rx_index > 500, "RX index {rx_index} did not wrap");
-    assert_eq!(q.rings.kernel.wire, sent);
+    assert_eq!(q.umem.rings.kernel.wire, sent);
 }
 
 #[test]
@@ -396,16 +396,16 @@ fn payloads_arrive_intact_both_ways() {
     for round in 0..4 {
         let rx: Vec<Vec<u8>> = lens.iter().map(|&n| (0..n).map(|_| rng.next() as u8).collect()).collect();
         for p in &rx {
-            assert!(q.rings.kernel.receive(p), "round {round}");
+            assert!(q.umem.rings.kernel.receive(p), "round {round}");
         }
         assert_eq!(recv_all(&mut q, 64), rx);
         // Echo them back, written in place by send_with.
-        let before = q.rings.kernel.wire.len();
+        let before = q.umem.rings.kernel.wire.len();
         for p in &rx {
             assert_eq!(send(&mut q, p), Some(true));
         }
         q.flush();
-        assert_eq!(q.rings.kernel.wire[before..], rx[..]);
+        assert_eq!(q.umem.rings.kernel.wire[before..], rx[..]);
         audit(&mut q, cfg);
     }
 }
@@ -417,17 +417,17 @@ fn recv_gives_frames_back_to_the_fill_ring_and_wakes_it_when_asked() {
     let posted = q.frames().fill;
     assert_eq!(posted, cfg.ring_size as usize);
     for _ in 0..5 {
-        assert!(q.rings.kernel.receive(b"hello"));
+        assert!(q.umem.rings.kernel.receive(b"hello"));
     }
     let c = q.frames();
     assert_eq!((c.fill, c.rx), (posted - 5, 5));
     assert_eq!(recv_all(&mut q, 3).len(), 3);
-    assert_eq!(q.rings.fill_wakeups, 1);
+    assert_eq!(q.umem.rings.fill_wakeups, 1);
     let c = q.frames();
     assert_eq!((c.fill, c.rx), (posted - 2, 2));
-    q.rings.kernel.set_need_wakeup(false, true);
+    q.umem.rings.kernel.set_need_wakeup(false, true);
     assert_eq!(recv_all(&mut q, 64).len(), 2);
-    assert_eq!(q.rings.fill_wakeups, 1);
+    assert_eq!(q.umem.rings.fill_wakeups, 1);
     assert_eq!(q.frames().fill, posted);
     assert_eq!(q.stats().rx_frames, 5);
     audit(&mut q, cfg);
@@ -439,13 +439,13 @@ fn an_empty_fill_ring_drops_in_the_kernel_and_loses_no_frame() {
     let mut q = queue(cfg);
     // 8 frames are posted: the 9th of a burst finds the fill ring empty.
     for _ in 0..8 {
-        assert!(q.rings.kernel.receive(b"x"));
+        assert!(q.umem.rings.kernel.receive(b"x"));
     }
-    assert!(!q.rings.kernel.receive(b"x"));
-    assert_eq!(q.rings.kernel.fill_ring_empty, 1);
+    assert!(!q.umem.rings.kernel.receive(b"x"));
+    assert_eq!(q.umem.rings.kernel.fill_ring_empty, 1);
     audit(&mut q, cfg);
     assert_eq!(recv_all(&mut q, 1), vec![b"x".to_vec()]);
-    assert!(q.rings.kernel.receive(b"y"));
+    assert!(q.umem.rings.kernel.receive(b"y"));
     audit(&mut q, cfg);
     assert_eq!(recv_all(&mut q, 64).len(), 8);
     assert_eq!(q.frames().fill, 8);
@@ -460,18 +460,17 @@ fn a_frame_completed_twice_trips_the_debug_check() {
     let mut q = queue(cfg);
     send(&mut q, b"one").unwrap();
     q.flush();
-    let Frame(d) = &q.free[0];
-    let addr = d.addr;
-    q.rings.kernel.complete(1);
-    q.rings.kernel.bogus_completion(addr);
+    let addr = q.free[0].desc().addr;
+    q.umem.rings.kernel.complete(1);
+    q.umem.rings.kernel.bogus_completion(addr);
     q.flush();
 }
 
-/// `recv_with_tx`: the callback writes replies into TX frames while it
-/// still reads the received frame, which stays intact; when frames run out
-/// the reply is refused without a write; no frame is lost or duplicated.
+/// Owned frames: replies are written into lent TX frames while the
+/// received frame is still held and read, which stays intact; when frames
+/// run out no frame is lent; no frame is lost or duplicated.
 #[test]
-fn recv_with_tx_replies_in_place_while_reading() {
+fn replies_in_place_while_reading() {
     let cfg = FakeConfig { frames: 48, ring_size: 16, start: u32::MAX - 20, ..FakeConfig::default() };
     let mut rng = Rng(77);
     let mut q = queue(cfg);
@@ -482,48 +481,47 @@ fn recv_with_tx_replies_in_place_while_reading() {
         let mut expected: VecDeque<Vec<u8>> = VecDeque::new();
         for _ in 0..rng.below(20) {
             let p = rng.payload(fs);
-            if q.rings.kernel.receive(&p) {
+            if q.umem.rings.kernel.receive(&p) {
                 expected.push_back(p);
             }
         }
-        q.recv_with_tx(RX_BATCH, |frame, tx| {
+        let mut rx = Vec::new();
+        q.recv_frames(RX_BATCH, &mut rx);
+        for frame in rx {
             let want = expected.pop_front().expect("a frame we put on the wire");
-            assert_eq!(frame, &want[..], "round {round}: RX payload");
-            let reply: Vec<u8> = frame.iter().rev().map(|b| b ^ 0x5a).collect();
-            let mut called = false;
-            match tx.send_with(|buf| {
-                called = true;
-                buf[..reply.len()].copy_from_slice(&reply);
-                Some(reply.len())
-            }) {
-                Some(true) => replies.push(reply),
-                Some(false) => unreachable!("the reply is never empty"),
-                None => {
-                    assert!(!called, "wrote a frame it could not queue");
-                    refused += 1;
+            assert_eq!(q.rx_bytes(&frame), &want[..], "round {round}: RX payload");
+            let reply: Vec<u8> = q.rx_bytes(&frame).iter().rev().map(|b| b ^ 0x5a).collect();
+            match q.lend_tx() {
+                Some(mut tx) => {
+                    tx.as_mut()[..reply.len()].copy_from_slice(&reply);
+                    assert!(q.submit(tx, reply.len()), "a lent frame always goes");
+                    replies.push(reply);
                 }
+                None => refused += 1,
             }
             // Writing the reply left the received frame as it was.
-            assert_eq!(frame, &want[..], "round {round}: RX frame changed under a TX write");
+            assert_eq!(q.rx_bytes(&frame), &want[..], "round {round}: RX frame changed under a TX write");
+            assert!(q.frames().held >= 1 && q.frames().ok());
+            q.release(frame);
             seen += 1;
-        });
+        }
         assert!(expected.is_empty());
         audit(&mut q, cfg);
         if rng.chance(50) {
-            q.rings.kernel.send(rng.below(COPY_MODE_BATCH));
-            q.rings.kernel.complete(rng.below(COPY_MODE_BATCH));
+            q.umem.rings.kernel.send(rng.below(COPY_MODE_BATCH));
+            q.umem.rings.kernel.complete(rng.below(COPY_MODE_BATCH));
             q.flush();
             audit(&mut q, cfg);
         }
     }
-    q.rings.kernel.set_need_wakeup(true, true);
+    q.umem.rings.kernel.set_need_wakeup(true, true);
     for _ in 0..100 {
-        q.rings.kernel.send(usize::MAX);
-        q.rings.kernel.complete(usize::MAX);
+        q.umem.rings.kernel.send(usize::MAX);
+        q.umem.rings.kernel.complete(usize::MAX);
         q.flush();
     }
     audit(&mut q, cfg);
-    assert_eq!(q.rings.kernel.wire, replies);
+    assert_eq!(q.umem.rings.kernel.wire, replies);
     assert!(seen > 500 && replies.len() > 100 && refused > 0, "seen {seen}, sent {}, refused {refused}", replies.len());
 }
 
@@ -561,8 +559,8 @@ fn a_chain_split_across_rx_batches_is_handed_over_whole() {
     let cfg = sg_cfg();
     let mut q = queue_for(cfg, 1000);
     let big = pattern(1000, 1); // four frames: 256 + 256 + 256 + 232
-    assert!(q.rings.kernel.receive(&big));
-    assert!(q.rings.kernel.receive(b"small"));
+    assert!(q.umem.rings.kernel.receive(&big));
+    assert!(q.umem.rings.kernel.receive(b"small"));
     assert_eq!(q.frames().rx, 5);
     // The first batch ends two frames into the chain: nothing yet, and
     // those two frames are back on the fill ring already.
@@ -575,7 +573,7 @@ fn a_chain_split_across_rx_batches_is_handed_over_whole() {
     assert_eq!((s.rx_frames, s.rx_chains, s.rx_largest), (5, 1, 1000));
     audit(&mut q, cfg);
     // One descriptor at a time works too.
-    assert!(q.rings.kernel.receive(&big));
+    assert!(q.umem.rings.kernel.receive(&big));
     for _ in 0..3 {
         assert!(recv_all(&mut q, 1).is_empty());
     }
@@ -588,10 +586,10 @@ fn a_chain_split_across_rx_batches_is_handed_over_whole() {
 fn a_single_frame_packet_is_handed_over_in_place() {
     let cfg = sg_cfg();
     let mut q = queue_for(cfg, 1000);
-    assert!(q.rings.kernel.receive(&pattern(256, 2)));
-    assert!(q.rings.kernel.receive(&pattern(257, 3)));
+    assert!(q.umem.rings.kernel.receive(&pattern(256, 2)));
+    assert!(q.umem.rings.kernel.receive(&pattern(257, 3)));
     let mut in_place = Vec::new();
-    let umem = q.rings.umem_range();
+    let umem = q.umem.rings.umem_range();
     q.recv(64, |f| in_place.push(umem.contains(&(f.as_ptr() as usize))));
     // A full frame is no chain: read where the kernel wrote it. The
     // 257-byte one is a chain, read from the scratch copy.
@@ -626,14 +624,14 @@ fn a_chain_waits_for_room_for_the_longest_chain_and_goes_out_whole() {
     assert_eq!(c.tx, 5 + 4 + 2);
     audit(&mut q, cfg);
     q.flush();
-    let k = &q.rings.kernel;
+    let k = &q.umem.rings.kernel;
     assert_eq!(k.wire.len(), 7);
     assert_eq!(k.wire[5], big);
     assert_eq!(k.wire[6], big[..300]);
     assert_eq!((k.split_chains, k.longest_chain), (0, 4));
     let s = q.stats();
     assert_eq!((s.tx_frames, s.tx_chains, s.tx_largest), (11, 2, 1024));
-    q.rings.kernel.complete(usize::MAX);
+    q.umem.rings.kernel.complete(usize::MAX);
     q.flush();
     assert_eq!(q.frames().tx_in_flight(), 0);
     audit(&mut q, cfg);
@@ -653,11 +651,11 @@ fn a_chain_needs_free_frames_for_the_longest_chain() {
     assert_eq!(q.stats().tx_no_frame, 1);
     audit(&mut q, cfg);
     q.flush();
-    q.rings.kernel.complete(usize::MAX);
+    q.umem.rings.kernel.complete(usize::MAX);
     q.flush();
     assert_eq!(send(&mut q, b"x"), Some(true));
     q.flush();
-    assert_eq!(q.rings.kernel.wire, vec![pattern(700, 1), pattern(600, 2), b"x".to_vec()]);
+    assert_eq!(q.umem.rings.kernel.wire, vec![pattern(700, 1), pattern(600, 2), b"x".to_vec()]);
     audit(&mut q, cfg);
 }
 
@@ -666,8 +664,8 @@ fn an_overlong_rx_chain_is_dropped_and_the_next_packet_arrives() {
     let cfg = FakeConfig { sg: true, frames: 64, frame_size: 4096, ring_size: 32, ..FakeConfig::default() };
     let mut q = queue_for(cfg, 9014);
     let huge = pattern(RX_MAX + 1, 5); // 17 frames
-    assert!(q.rings.kernel.receive(&huge));
-    assert!(q.rings.kernel.receive(&pattern(9014, 6)));
+    assert!(q.umem.rings.kernel.receive(&huge));
+    assert!(q.umem.rings.kernel.receive(&pattern(9014, 6)));
     assert_eq!(recv_all(&mut q, 10), Vec::<Vec<u8>>::new());
     assert_eq!(recv_all(&mut q, 64), vec![pattern(9014, 6)]);
     let s = q.stats();
@@ -690,4 +688,148 @@ fn queue_config_follows_the_mtu() {
     let q = QueueConfig::for_mtu(9000);
     assert_eq!((q.frame_size, q.frame_capacity(), q.multi_buffer()), (4096, 3840, true));
     assert_eq!((9000 + 14usize).div_ceil(q.frame_capacity()), 3);
+}
+
+// ---- owned frames ------------------------------------------------------
+
+/// Lent TX frames keep their TX ring slots: however many are lent, each
+/// submits, and the ring never takes more than it has room for.
+#[test]
+fn lent_frames_keep_their_ring_slots_and_always_submit() {
+    let cfg = FakeConfig { frames: 64, ring_size: 8, copy_mode: false, ..FakeConfig::default() };
+    let mut q = queue(cfg);
+    let mut lent = Vec::new();
+    while let Some(tx) = q.lend_tx() {
+        lent.push(tx);
+    }
+    assert_eq!(lent.len(), 8, "one per TX ring slot");
+    assert_eq!(q.frames().held, 8);
+    assert!(q.frames().ok());
+    assert_eq!(q.send_with(|_| unreachable!("no slot left")), None);
+    for (i, mut tx) in lent.into_iter().enumerate() {
+        tx.as_mut()[0] = i as u8;
+        assert!(q.submit(tx, 1 + i));
+    }
+    assert_eq!(q.frames().held, 0);
+    q.umem.rings.kernel.send(usize::MAX);
+    let wire: Vec<(u8, usize)> = q.umem.rings.kernel.wire.iter().map(|f| (f[0], f.len())).collect();
+    assert_eq!(wire, (0..8).map(|i| (i as u8, 1 + i)).collect::<Vec<_>>());
+    q.flush();
+    audit(&mut q, cfg);
+}
+
+/// A lent frame given back, or submitted with length 0, is free again.
+#[test]
+fn given_back_frames_are_free_again() {
+    let cfg = FakeConfig::default();
+    let mut q = queue(cfg);
+    let a = q.lend_tx().unwrap();
+    let b = q.lend_tx().unwrap();
+    assert_eq!(q.frames().held, 2);
+    q.give_back(a);
+    assert!(!q.submit(b, 0));
+    assert!(q.umem.rings.kernel.wire.is_empty());
+    audit(&mut q, cfg);
+}
+
+/// Received frames held past a `recv_frames` are counted as held, and go
+/// back to the fill ring when released.
+#[test]
+fn held_rx_frames_are_counted_until_released() {
+    let cfg = FakeConfig::default();
+    let mut q = queue(cfg);
+    for i in 0..5u8 {
+        assert!(q.umem.rings.kernel.receive(&[i; 20]));
+    }
+    let mut rx = Vec::new();
+    assert_eq!(q.recv_frames(RX_BATCH, &mut rx), 5);
+    let c = q.frames();
+    assert_eq!((c.held, c.ok()), (5, true));
+    let fill_before = c.fill;
+    let mut held = rx.split_off(2);
+    for f in rx {
+        q.release(f);
+    }
+    q.flush();
+    assert_eq!((q.frames().held, q.frames().fill), (3, fill_before + 2));
+    for (i, f) in held.drain(..).enumerate() {
+        assert_eq!(q.rx_bytes(&f), &[2 + i as u8; 20]);
+        q.release(f);
+    }
+    q.flush();
+    audit(&mut q, cfg);
+}
+
+/// A frame of one queue given to another is refused, loudly.
+#[test]
+#[should_panic(expected = "a frame of another UMEM")]
+fn a_frame_of_another_queue_is_refused() {
+    let cfg = FakeConfig::default();
+    let mut a = queue(cfg);
+    let mut b = queue(cfg);
+    let tx = a.lend_tx().unwrap();
+    b.submit(tx, 10);
+}
+
+/// On a multi-buffer queue lent frames are scratch buffers of MTU + 14
+/// bytes, each keeping room for the longest chain; submitted, they go out
+/// whole, as chains where they need one.
+#[test]
+fn multi_buffer_lent_frames_go_out_as_chains() {
+    let cfg = FakeConfig { frames: 64, ring_size: 16, copy_mode: false, ..sg_cfg() };
+    let max = cfg.frame_size as usize * 3;
+    let mut q = queue_for(cfg, max);
+    let mut lent = Vec::new();
+    while let Some(tx) = q.lend_tx() {
+        lent.push(tx);
+    }
+    assert_eq!(lent.len(), 16 / 3, "each keeps three TX slots");
+    assert!(lent.iter().all(|t| t.as_ref().len() == max));
+    assert_eq!(q.frames().held, 0, "scratch frames hold no UMEM frame");
+    let sent: Vec<Vec<u8>> = (0..lent.len()).map(|i| pattern(1 + i * (max - 1) / 4, i as u8)).collect();
+    for (mut tx, p) in lent.into_iter().zip(&sent) {
+        tx.as_mut()[..p.len()].copy_from_slice(p);
+        assert!(q.submit(tx, p.len()));
+    }
+    q.umem.rings.kernel.send(usize::MAX);
+    assert_eq!(q.umem.rings.kernel.wire, sent);
+    assert_eq!(q.umem.rings.kernel.split_chains, 0);
+    q.flush();
+    audit(&mut q, cfg);
+}
+
+/// Received chains held past their batch use reassembly buffers; when all
+/// are in use, further chains are dropped and counted, and single-frame
+/// packets still arrive.
+#[test]
+fn chains_beyond_the_reassembly_buffers_are_dropped_and_counted() {
+    let cfg = FakeConfig { frames: 512, ring_size: 256, ..sg_cfg() };
+    let fs = cfg.frame_size as usize;
+    let mut q = queue_for(cfg, fs * 2);
+    let mut held = Vec::new();
+    let mut kept = 0;
+    for round in 0..4u8 {
+        for k in 0..20u8 {
+            assert!(q.umem.rings.kernel.receive(&pattern(fs + 10, round * 20 + k)));
+        }
+        let mut rx = Vec::new();
+        while q.recv_frames(RX_BATCH, &mut rx) > 0 {}
+        for f in &rx {
+            assert_eq!(q.rx_bytes(f), &pattern(fs + 10, round * 20 + kept as u8 % 20)[..], "in order");
+            kept += 1;
+        }
+        kept = 0;
+        held.extend(rx);
+    }
+    let buffers = RX_BATCH / 2 + 2;
+    assert_eq!(held.len(), buffers);
+    assert_eq!(q.stats().rx_chains_dropped as usize, 80 - buffers);
+    assert!(q.umem.rings.kernel.receive(b"small"));
+    assert_eq!(recv_all(&mut q, RX_BATCH), vec![b"small".to_vec()]);
+    for f in held {
+        q.release(f);
+    }
+    assert!(q.umem.rings.kernel.receive(&pattern(fs + 1, 9)));
+    assert_eq!(recv_all(&mut q, RX_BATCH), vec![pattern(fs + 1, 9)]);
+    audit(&mut q, cfg);
 }
