@@ -3,6 +3,9 @@
 //! Layers, with one direction of dependency:
 //! `wire` ← `tcp` (sans-IO engine) ← `stack` (per-core shard) ← `runtime` → `xdp`.
 //! `sim` is an in-memory network with a virtual clock for deterministic tests.
+//! `capture` (pcap files) sits below both `sim` and `runtime`; `host`
+//! (sysfs probing: MAC, MTU, queues, a random key) below `runtime`, beside
+//! `stack` whose configuration it fills in. Neither parses command lines.
 //! `rss` is the NIC's receive-side scaling (Toeplitz hash, indirection), pure,
 //! which the shard uses to pick source ports for its active opens.
 //!
@@ -11,6 +14,8 @@
 
 pub mod app;
 pub mod apps;
+pub mod capture;
+pub mod host;
 #[cfg(feature = "datapath")]
 pub mod runtime;
 pub mod sim;

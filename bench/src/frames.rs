@@ -6,7 +6,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use xdptcp::runtime::host::{not_root, stack_config};
+use crate::xdp::stack_config;
+use xdptcp::xdp::not_root;
 use xdptcp::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
 use xdptcp::xdp::{QueueConfig, SteerProgram, XdpMode, XskQueue};
 
@@ -29,7 +30,7 @@ fn open(iface: &str, ip: Ipv4Addr, mode: XdpMode, core: Option<usize>) -> Result
     }
     let mut program = SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| e.to_string())?;
     // Frames as large as the link carries (chains above one UMEM frame).
-    let mtu = xdptcp::runtime::host::iface_mtu(iface)? as u32;
+    let mtu = xdptcp::host::iface_mtu(iface).map_err(|e| e.to_string())? as u32;
     let queue = XskQueue::open(iface, 0, QueueConfig::for_mtu(mtu)).map_err(|e| e.to_string())?;
     program.register(0, queue.fd()).map_err(|e| e.to_string())?;
     if let Some(id) = core {

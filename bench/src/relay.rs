@@ -235,13 +235,13 @@ impl Link {
 /// or `duration` passes. Returns (a→b, b→a).
 #[allow(clippy::too_many_arguments)]
 pub fn run(a: &str, b: &str, cfg: Impairments, seed: u64, mode: XdpMode, core: Option<usize>, duration: Option<Duration>, stop: &AtomicBool) -> Result<(LinkStats, LinkStats), String> {
-    if xdptcp::runtime::host::not_root() {
+    if xdptcp::xdp::not_root() {
         return Err("the relay needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
     }
     let open = |iface: &str| -> Result<(SteerProgram, XskQueue), String> {
         let mut program = SteerProgram::attach_all(iface, mode).map_err(|e| e.to_string())?;
         // Frames as large as the link carries (chains above one UMEM frame).
-        let mtu = xdptcp::runtime::host::iface_mtu(iface)? as u32;
+        let mtu = xdptcp::host::iface_mtu(iface).map_err(|e| e.to_string())? as u32;
         let queue = XskQueue::open(iface, 0, QueueConfig::for_mtu(mtu)).map_err(|e| e.to_string())?;
         program.register(0, queue.fd()).map_err(|e| e.to_string())?;
         Ok((program, queue))

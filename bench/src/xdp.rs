@@ -2,13 +2,15 @@
 //! interface, driving the workload from the worker loop (`run_worker_with`)
 //! and the application callbacks. No sockets, no syscalls per message.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xdptcp::app::{App, Conn, ConnId};
-use xdptcp::runtime::host::{not_root, rss_steering, rx_queue_count, secret, stack_config};
+use xdptcp::host::{rx_queue_count, secret};
+use xdptcp::stack::StackConfig;
+use xdptcp::xdp::{not_root, rss_steering};
 use xdptcp::runtime::{run_worker_with, Handoff};
 use xdptcp::stack::Shard;
 use xdptcp::tcp::CloseReason;
@@ -164,6 +166,17 @@ impl App for Load {
     }
 }
 
+/// The stack configuration for `iface` owning `ip`, `ADDR[/LEN]` (/24
+/// when no length is given), as the bench's `--ip` flags give it.
+pub fn stack_config(iface: &str, ip: &str, gateway: Option<Ipv4Addr>) -> Result<StackConfig, String> {
+    let (addr, prefix) = match ip.split_once('/') {
+        Some((a, l)) => (a, l.parse().map_err(|e| format!("--ip /{l}: {e}"))?),
+        None => (ip, 24),
+    };
+    let addr = addr.parse().map_err(|e| format!("--ip {addr}: {e}"))?;
+    xdptcp::host::stack_config(iface, addr, prefix, gateway).map_err(|e| e.to_string())
+}
+
 /// Runs the workload against `server` from xdptcp on `client.iface`.
 pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progress: Arc<Progress>, probe: Probe) -> Result<(Meter, Outcome), String> {
     if not_root() {
@@ -184,7 +197,7 @@ pub fn run_client(spec: &Spec, server: SocketAddrV4, client: &XdpClient, progres
     // Room for the workload plus Linux's default TIME_WAIT cap (beyond which
     // connections skip TIME_WAIT, counted, as tcp_max_tw_buckets does).
     cfg.max_connections = spec.conns + cfg.max_time_wait + 4096;
-    let queues = rx_queue_count(&client.iface)?;
+    let queues = rx_queue_count(&client.iface).map_err(|e| e.to_string())?;
     if queues != 1 {
         return Err(format!(
             "--stack xdp runs one worker and needs a single-queue interface; {} has {queues} (ethtool -L {} rx 1 tx 1)",

@@ -11,11 +11,19 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use xdptcp::app::App;
 use xdptcp::apps::{Discard, Echo, EchoClient, Http, Source};
-use xdptcp::runtime::host::{apply_mtu, iface_mtu, not_root, parse_bytes, read_sys, rss_steering, rx_queue_count, secret, stack_config};
-use xdptcp::runtime::{run_worker, Capture, ConnInfo, Control, Handoff, WorkerStats};
-use xdptcp::sim::pcap::PcapSink;
-use xdptcp::stack::Shard;
-use xdptcp::xdp::{HugePages, MemInfo, QueueConfig, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
+use xdptcp::capture::{Capture, PcapSink};
+use xdptcp::host::{iface_mtu, read_sys, rx_queue_count, secret};
+use xdptcp::runtime::{run_worker, Control, Handoff};
+use xdptcp::stack::{Shard, StackConfig};
+use xdptcp::xdp::{not_root, rss_steering, HugePages, MemInfo, QueueConfig, SteerProgram, XdpMode, XskQueue, ZeroCopy, COUNTER_NAMES};
+
+#[path = "xdptcp/setup.rs"]
+mod setup;
+#[path = "xdptcp/stats.rs"]
+mod stats;
+
+use setup::{apply_mtu, parse_bytes, stack_config, Error, FlagError, HugePagesShort};
+use stats::{format_ss, format_stats};
 
 #[derive(Parser)]
 #[command(name = "xdptcp", version, about = "A kernel-bypass TCP/IP stack on AF_XDP")]
@@ -103,11 +111,11 @@ struct XskArgs {
     frames: u32,
 }
 
-fn parse_frame_size(s: &str) -> Result<u32, String> {
+fn parse_frame_size(s: &str) -> Result<u32, FlagError> {
     match s {
         "2048" => Ok(2048),
         "4096" => Ok(4096),
-        _ => Err("the frame size is 2048 or 4096".into()),
+        _ => Err(FlagError::FrameSize),
     }
 }
 
@@ -123,11 +131,9 @@ impl XskArgs {
     /// The XDP mode to attach in: zero-copy needs native mode, so
     /// `--zero-copy required` turns `auto` into native and refuses generic
     /// up front, before anything is attached.
-    fn xdp_mode(&self, m: Mode) -> Result<XdpMode, String> {
+    fn xdp_mode(&self, m: Mode) -> Result<XdpMode, FlagError> {
         match (self.zero_copy, m) {
-            (ZeroCopyArg::Required, Mode::Generic) => Err("--zero-copy required needs the XDP program in native (driver) mode, \
-                 but --xdp-mode generic was given: use --xdp-mode native or auto, or --zero-copy preferred or off"
-                .into()),
+            (ZeroCopyArg::Required, Mode::Generic) => Err(FlagError::ZeroCopyGeneric),
             (ZeroCopyArg::Required, Mode::Auto) => Ok(XdpMode::Native),
             _ => Ok(xdp_mode(m)),
         }
@@ -135,11 +141,11 @@ impl XskArgs {
 
     /// Attaches the program in the mode `xdp_mode` picks; a refused native
     /// attach under `--zero-copy required` says why native was needed.
-    fn attach(&self, iface: &str, ip: Ipv4Addr, m: Mode) -> Result<SteerProgram, String> {
+    fn attach(&self, iface: &str, ip: Ipv4Addr, m: Mode) -> Result<SteerProgram, Error> {
         let mode = self.xdp_mode(m)?;
         SteerProgram::attach(iface, ip, 1, 0, mode).map_err(|e| match self.zero_copy {
-            ZeroCopyArg::Required => format!("--zero-copy required needs native XDP mode: {e}"),
-            _ => e.to_string(),
+            ZeroCopyArg::Required => Error::NativeForZeroCopy(e),
+            _ => Error::Program(e),
         })
     }
 
@@ -150,7 +156,7 @@ impl XskArgs {
     /// may send them, ICMP for one), whatever the stack sends with; above
     /// what one UMEM frame holds, packets span chains of frames
     /// (multi-buffer), with 4096-byte frames unless `--frame-size` says.
-    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32, stack: &xdptcp::stack::StackConfig) -> Result<QueueConfig, String> {
+    fn queue_config(&self, iface: &str, program: XdpMode, queues: u32, stack: &StackConfig) -> Result<QueueConfig, Error> {
         let mut zero_copy = self.zero_copy();
         if program == XdpMode::Generic && zero_copy == ZeroCopy::Preferred {
             log::warn!("{iface}: the XDP program runs in generic mode and zero-copy needs native mode: binding copy mode (XDP_COPY)");
@@ -178,12 +184,12 @@ impl XskArgs {
 
     /// Says once, for all queues, whether the UMEMs fit on the hugepages
     /// free, and what to reserve if not (`on` fails then).
-    fn check_huge_pages(&self, iface: &str, cfg: &QueueConfig, queues: u32) -> Result<(), String> {
+    fn check_huge_pages(&self, iface: &str, cfg: &QueueConfig, queues: u32) -> Result<(), Error> {
         if cfg.huge_pages == HugePages::Off {
             return Ok(());
         }
         let Some(mem) = MemInfo::read().filter(|m| m.page_bytes > 0) else {
-            return if cfg.huge_pages == HugePages::On { Err("--hugepages on: this kernel has no hugetlb pages".into()) } else { Ok(()) };
+            return if cfg.huge_pages == HugePages::On { Err(Error::NoHugetlb) } else { Ok(()) };
         };
         let frames = xdptcp::xdp::bind::frames_filling_pages(cfg.frames, cfg.frame_size, mem.page_bytes);
         let per_queue = mem.pages_for(u64::from(frames) * u64::from(cfg.frame_size));
@@ -192,15 +198,16 @@ impl XskArgs {
             log::info!("{iface}: UMEM on hugepages: {queues} queue(s) × {per_queue} pages of {} kB ({} free)", mem.page_bytes / 1024, mem.usable());
             return Ok(());
         }
-        let msg = format!(
-            "{queues} UMEM(s) of {} MiB need {need} hugepages of {} kB, {} free; reserve them with `sysctl vm.nr_hugepages={}`",
-            (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
-            mem.page_bytes / 1024,
-            mem.usable(),
-            mem.nr_hugepages_for(need)
-        );
+        let msg = HugePagesShort {
+            queues,
+            umem_mib: (u64::from(frames) * u64::from(cfg.frame_size)) >> 20,
+            need,
+            page_kib: mem.page_bytes / 1024,
+            free: mem.usable(),
+            reserve: mem.nr_hugepages_for(need),
+        };
         if cfg.huge_pages == HugePages::On {
-            return Err(format!("--hugepages on: {msg}"));
+            return Err(Error::HugePagesShort(msg));
         }
         log::warn!("{iface}: UMEM on normal pages: {msg}");
         Ok(())
@@ -313,8 +320,8 @@ struct Serve {
 
 impl Serve {
     /// The resource caps given on the command line, over the defaults.
-    fn apply_caps(&self, cfg: &mut xdptcp::stack::StackConfig) -> Result<(), String> {
-        let nonzero = |flag: &str, v: usize| if v == 0 { Err(format!("{flag} must be at least 1")) } else { Ok(v) };
+    fn apply_caps(&self, cfg: &mut StackConfig) -> Result<(), FlagError> {
+        let nonzero = |flag: &'static str, v: usize| if v == 0 { Err(FlagError::Zero(flag)) } else { Ok(v) };
         if let Some(n) = self.max_connections {
             cfg.max_connections = nonzero("--max-connections", n)?;
         }
@@ -324,7 +331,7 @@ impl Serve {
         if let Some(n) = self.recv_buffer {
             // RFC 7323 §2.3: a window scale of 14 reaches 1 GiB at most.
             if n > 1 << 30 {
-                return Err("--recv-buffer: windows cannot exceed 1 GiB (RFC 7323)".into());
+                return Err(FlagError::RecvBufferOver1G);
             }
             cfg.tcp.recv_buffer = nonzero("--recv-buffer", n)?;
         }
@@ -392,15 +399,15 @@ fn log_bind(iface: &str, queue: &XskQueue) {
     }
 }
 
-fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, String> {
+fn open_capture(path: &Option<PathBuf>, queue: u32, queues: u32) -> Result<Option<Capture>, Error> {
     let Some(p) = path else { return Ok(None) };
     let path = if queues > 1 { p.with_extension(format!("q{queue}.pcap")) } else { p.clone() };
-    PcapSink::create(&path).map(Some).map_err(|e| format!("--pcap {}: {e}", path.display()))
+    PcapSink::create(&path).map(Some).map_err(|source| Error::Pcap { path, source })
 }
 
-fn connect(c: &Connect) -> Result<(), String> {
+fn connect(c: &Connect) -> Result<(), Error> {
     if not_root() {
-        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+        return Err(Error::NotRoot);
     }
     let mut cfg = stack_config(&c.iface, &c.ip, c.gateway)?;
     apply_mtu(&mut cfg, &c.iface, c.mtu)?;
@@ -409,7 +416,7 @@ fn connect(c: &Connect) -> Result<(), String> {
     let qcfg = c.xsk.queue_config(&c.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Os)?;
     }
     let key = secret();
     // Where the NIC steers replies: queue 0 opens every connection, from
@@ -422,9 +429,9 @@ fn connect(c: &Connect) -> Result<(), String> {
     let mut helpers = Vec::new();
     let mut first = None;
     for q in 0..queues {
-        let queue = XskQueue::open(&c.iface, q, qcfg).map_err(|e| e.to_string())?;
+        let queue = XskQueue::open(&c.iface, q, qcfg)?;
         log_bind(&c.iface, &queue);
-        program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        program.register(q, queue.fd())?;
         let handoff = ring.next().expect("one per queue");
         let mut cfg = cfg.clone();
         cfg.rss = rss.as_ref().map(|r| r.for_queue(q));
@@ -442,9 +449,9 @@ fn connect(c: &Connect) -> Result<(), String> {
             let _ = run_worker(shard, app, queue, &stop, None, rx, handoff);
         }));
     }
-    let (mut shard, queue, handoff) = first.ok_or("no queues")?;
+    let (mut shard, queue, handoff) = first.ok_or(Error::NoQueues)?;
     for _ in 0..c.conns {
-        shard.connect(xdptcp::time::Instant::ZERO, c.remote).map_err(|e| e.to_string())?;
+        shard.connect(xdptcp::time::Instant::ZERO, c.remote)?;
     }
     let timer = {
         let stop = stop.clone();
@@ -473,15 +480,15 @@ fn connect(c: &Connect) -> Result<(), String> {
     drop(program);
     log::info!("{:?}", shard.stats());
     println!("{} of {} connections echoed {} bytes, verified ({} failed)", app.verified, c.conns, c.bytes, app.failed);
-    if app.verified == c.conns { Ok(()) } else { Err("not every connection was echoed intact in time".into()) }
+    if app.verified == c.conns { Ok(()) } else { Err(Error::NotEchoed) }
 }
 
-fn serve<A: App + Default + Send + 'static>(s: &Serve) -> Result<(), String>
+fn serve<A: App + Default + Send + 'static>(s: &Serve) -> Result<(), Error>
 where
     A::State: Send,
 {
     if not_root() {
-        return Err("needs CAP_NET_ADMIN and CAP_BPF: run as root".into());
+        return Err(Error::NotRoot);
     }
     let mut cfg = stack_config(&s.iface, &s.ip, s.gateway)?;
     s.apply_caps(&mut cfg)?;
@@ -490,7 +497,7 @@ where
     let available = rx_queue_count(&s.iface)?;
     let queues = s.queues.unwrap_or(available);
     if queues > available {
-        return Err(format!("{} has {available} RX queue(s); --queues {queues} asks for more", s.iface));
+        return Err(Error::TooManyQueues { iface: s.iface.clone(), available, queues });
     }
     if queues < available {
         log::warn!(
@@ -503,7 +510,7 @@ where
     let qcfg = s.xsk.queue_config(&s.iface, program.mode(), queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(Error::Os)?;
     }
     let key = secret();
     // Read once; each shard gets the steering as its own queue sees it.
@@ -515,8 +522,8 @@ where
     let mut ring = Handoff::ring_sized(queues as usize, xdptcp::runtime::handoff::SLOTS, qcfg.mtu as usize + 14).into_iter();
     // Sockets are created one after another, not in parallel.
     for q in 0..queues {
-        let mut queue = XskQueue::open(&s.iface, q, qcfg).map_err(|e| e.to_string())?;
-        program.register(q, queue.fd()).map_err(|e| e.to_string())?;
+        let mut queue = XskQueue::open(&s.iface, q, qcfg)?;
+        program.register(q, queue.fd())?;
         if let Some(usecs) = s.busy_poll {
             match queue.enable_busy_poll(usecs, 64) {
                 Ok(()) => log::info!("{} queue {q}: preferred busy polling on ({usecs} µs, budget 64)", s.iface),
@@ -542,7 +549,7 @@ where
             }
             let (shard, _app, queue) = run_worker(shard, A::default(), queue, &stop, pcap, ctl_rx, handoff);
             (q, *shard.stats(), queue.stats())
-        }).map_err(|e| e.to_string())?);
+        }).map_err(Error::Os)?);
     }
     log::info!("serving {ip}:{} on {} with {queues} queue(s), XDP {:?} mode", s.port, s.iface, program.mode());
     serve_control(&s.control, &s.iface, &controls, &program, &stop);
@@ -555,7 +562,7 @@ where
     log::info!("XDP counters: {}", COUNTER_NAMES.iter().zip(counters).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "));
     drop(program); // detaches
     if IFACE_GONE.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(format!("interface {} disappeared", s.iface));
+        return Err(Error::InterfaceGone(s.iface.clone()));
     }
     log::info!("stopped; XDP program detached");
     Ok(())
@@ -625,163 +632,40 @@ fn collect<T: Send>(workers: &[crossbeam::channel::Sender<Control>], make: fn(cr
     out
 }
 
-fn format_ss(per_worker: &[Vec<ConnInfo>], info: bool) -> String {
-    let mut out = format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port");
-    for c in per_worker.iter().flatten() {
-        out.push_str(&format!("{:<11} {:>8} {:>8} {:<22} {:<22}\n", c.state, c.recv_q, c.send_q, c.local.to_string(), c.remote.to_string()));
-        if info {
-            let rtt = c.srtt_us.map(|u| format!("{:.3}", u as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-            out.push_str(&format!("\t cwnd:{} rtt:{}ms rto:{}ms mss:{} retrans:{}\n", c.cwnd, rtt, c.rto_ms, c.mss, c.retransmits));
-        }
-    }
-    out
-}
-
-fn format_stats(workers: &[WorkerStats], program: &SteerProgram, json: bool) -> String {
-    let xdp = program.counters();
-    let row = |w: &WorkerStats| {
-        let s = &w.shard;
-        let mut row = serde_json::json!({
-            "queue": w.queue,
-            "connections": w.connections,
-            "time_wait": w.time_wait,
-            "frames_in": s.frames_in, "frames_out": s.frames_out,
-            "segments_in": s.segments_in, "segments_out": s.segments_out,
-            "retransmits": w.retransmits,
-            "tcp_checksum_errors": s.tcp_checksum_errors, "ip_checksum_errors": s.ip_checksum_errors,
-            "malformed": s.malformed, "ip_fragments": s.ip_fragments, "not_ours": s.not_ours,
-            "resets_sent": s.resets_sent, "passive_opens": s.passive_opens, "active_opens": s.active_opens,
-            // Active opens from a port whose replies the NIC steers to this queue, and the rest.
-            "active_opens_rss_steered": s.active_opens_rss_steered, "active_open_handoffs": s.active_open_handoffs,
-            "control_drops": s.control_drops, "arp_unresolved_drops": s.arp_unresolved_drops,
-            "refused_full": s.refused_full,
-            "ooo_dropped": s.ooo_dropped, "window_clamped": s.window_clamped, "mem_dropped": s.mem_dropped,
-            // Now, not counts: receive bytes held (in order unread + out of order), and the out-of-order part.
-            "recv_buffered_bytes": s.recv_buffered, "ooo_buffered_bytes": s.ooo_buffered,
-            "time_wait_overflow": s.time_wait_overflow, "time_wait_reused": s.time_wait_reused,
-            "syn_cookies_sent": w.syn_cookies_sent, "syn_cookies_validated": w.syn_cookies_validated,
-            "misdirected_handoffs": s.handoffs_out, "handoffs_received": s.handoffs_in, "handoff_drops": w.handoff_drops,
-            "zero_copy_sockets": u64::from(w.zero_copy),
-            // How the socket is bound (read back from the kernel), and why
-            // not zero-copy if the driver refused it.
-            "bind_mode": if w.zero_copy { "zero-copy" } else { "copy" },
-            "zero_copy_refused": w.umem.zero_copy_refused.map(xdptcp::xdp::bind::zero_copy_refusal),
-            "umem_bytes": w.umem.bytes, "umem_frame_size": w.umem.frame_size, "umem_huge_pages": w.umem.huge_pages,
-            "arp_requests_answered": s.arp_requests_answered, "icmp_echo_replies": s.icmp_echo_replies,
-            "xsk_rx_frames": w.xsk.rx_frames, "xsk_tx_frames": w.xsk.tx_frames, "xsk_tx_no_frame": w.xsk.tx_no_frame,
-            // Multi-buffer: packets in several UMEM frames; the largest frames (bytes, max over queues in the total).
-            "xsk_rx_chains": w.xsk.rx_chains, "xsk_tx_chains": w.xsk.tx_chains, "xsk_rx_chains_dropped": w.xsk.rx_chains_dropped,
-            "xsk_rx_largest_frame": w.xsk.rx_largest, "xsk_tx_largest_frame": w.xsk.tx_largest,
-            // Counted by the kernel on the socket: frames dropped before the stack saw them.
-            "xsk_rx_dropped": w.kernel.rx_dropped, "xsk_rx_ring_full": w.kernel.rx_ring_full,
-            "xsk_rx_fill_ring_empty": w.kernel.rx_fill_ring_empty, "xsk_rx_invalid_descs": w.kernel.rx_invalid_descs,
-            "xsk_tx_invalid_descs": w.kernel.tx_invalid_descs, "xsk_tx_ring_empty": w.kernel.tx_ring_empty,
-        });
-        let f = &w.frames;
-        let umem = serde_json::json!({
-            // Where the UMEM frames are: fill + rx + tx + completion + free + held = total
-            // (umem_frames_ok). fill: posted for receiving, not yet on the RX ring;
-            // rx: received, on the RX ring; tx: queued or being sent; completion: sent,
-            // on the completion ring; held: lent to the worker (its TX batch; the stack copies what it receives).
-            "umem_frames_fill": f.fill, "umem_frames_rx": f.rx,
-            "umem_frames_tx": f.tx, "umem_frames_completion": f.completion,
-            "umem_frames_free": f.free, "umem_frames_held": f.held, "umem_frames_total": f.total,
-            "umem_frames_ok": f.ok(),
-            // Older names: tx + completion, and fill + rx.
-            "umem_frames_tx_in_flight": f.tx_in_flight(),
-            "umem_frames_fill_or_rx": f.fill + f.rx,
-        });
-        if let (Some(r), serde_json::Value::Object(u)) = (row.as_object_mut(), umem) {
-            r.extend(u);
-        }
-        // Loss recovery, over live and retired connections (a second
-        // object: one json! of everything exceeds the macro's recursion limit).
-        let recovery = serde_json::json!({
-            "timeouts": w.timeouts, "fast_recoveries": w.recoveries,
-            "loss_probes": w.loss_probes, "recoveries_undone": w.undos,
-            // Conn::send_with: bytes written straight into TX frames, and into send buffers.
-            "send_with_direct_bytes": s.send_with_direct_bytes, "send_with_buffered_bytes": s.send_with_buffered_bytes,
-        });
-        if let (Some(row), Some(extra)) = (row.as_object_mut(), recovery.as_object()) {
-            row.extend(extra.clone());
-        }
-        let memory = serde_json::json!({
-            // Now, not counts: bytes in send buffers (with recv_buffered_bytes, what
-            // --memory-limit bounds), and orphans (closed, still finishing).
-            "send_buffered_bytes": s.send_buffered, "orphans": s.orphans,
-            // Closes reset beyond --max-orphans, and orphans reset when memory ran out.
-            "orphans_reset": s.orphans_reset, "orphans_reset_memory": s.orphans_reset_memory,
-        });
-        if let (Some(row), Some(extra)) = (row.as_object_mut(), memory.as_object()) {
-            row.extend(extra.clone());
-        }
-        row
-    };
-    let per: Vec<_> = workers.iter().map(row).collect();
-    let mut total = serde_json::Map::new();
-    for r in &per {
-        for (k, v) in r.as_object().into_iter().flatten() {
-            if k == "queue" {
-                continue;
-            }
-            // Flags hold for the total if they hold for every queue; modes,
-            // reasons and sizes are the queues' common value or "mixed"; the
-            // largest frames are the largest of any queue; counters add up.
-            let before = total.get(k).and_then(|t| t.as_u64()).unwrap_or(0);
-            let sum = match v {
-                serde_json::Value::Bool(b) => serde_json::json!(*b && total.get(k).and_then(|t| t.as_bool()).unwrap_or(true)),
-                serde_json::Value::String(_) | serde_json::Value::Null => same_or_mixed(total.get(k), v),
-                _ if k == "umem_frame_size" => same_or_mixed(total.get(k), v),
-                _ if k.ends_with("_largest_frame") => serde_json::json!(before.max(v.as_u64().unwrap_or(0))),
-                _ => serde_json::json!(before + v.as_u64().unwrap_or(0)),
-            };
-            total.insert(k.clone(), sum);
-        }
-    }
-    let xdp_json: serde_json::Map<_, _> = COUNTER_NAMES.iter().zip(xdp).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect();
-    let mode = match program.mode() {
-        XdpMode::Native => "native",
-        XdpMode::Generic => "generic",
-        XdpMode::Auto => "auto",
-    };
-    let doc = serde_json::json!({ "per_queue": per, "total": total, "xdp": xdp_json, "xdp_mode": mode });
-    if json {
-        return format!("{doc}\n");
-    }
-    let mut out = String::new();
-    for (name, obj) in std::iter::once(("total".to_string(), serde_json::Value::Object(total))).chain(per.iter().map(|r| (format!("queue {}", r["queue"]), r.clone()))) {
-        out.push_str(&format!("{name}:\n"));
-        for (k, v) in obj.as_object().into_iter().flatten() {
-            if k != "queue" {
-                out.push_str(&format!("    {k}: {v}\n"));
-            }
-        }
-    }
-    out.push_str(&format!("xdp ({mode} mode):\n"));
-    for (n, v) in COUNTER_NAMES.iter().zip(xdp) {
-        out.push_str(&format!("    {n}: {v}\n"));
-    }
-    out
-}
-
-/// The total of a value that does not add up: the queues' common value, or
-/// "mixed" where they differ.
-fn same_or_mixed(total: Option<&serde_json::Value>, v: &serde_json::Value) -> serde_json::Value {
-    match total {
-        Some(t) if t != v => serde_json::json!("mixed"),
-        _ => v.clone(),
-    }
-}
-
 /// Sends one request to a running `xdptcp serve` and prints the answer.
-fn query(path: &std::path::Path, request: &str) -> Result<(), String> {
+fn query(path: &std::path::Path, request: &str) -> Result<(), Error> {
     use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| format!("no xdptcp at {} ({e}); is `xdptcp serve` running with this --control?", path.display()))?;
-    s.write_all(format!("{request}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|source| Error::NoServer { path: path.to_path_buf(), source })?;
+    s.write_all(format!("{request}\n").as_bytes()).map_err(Error::Control)?;
     s.shutdown(std::net::Shutdown::Write).ok();
     let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut out).map_err(Error::Control)?;
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn setup_errors_keep_their_messages_and_sources() {
+        assert_eq!(Error::NotRoot.to_string(), "needs CAP_NET_ADMIN and CAP_BPF: run as root");
+        let e = Error::Pcap { path: "/x/y.pcap".into(), source: io::Error::from(io::ErrorKind::NotFound) };
+        assert_eq!(e.to_string(), "--pcap /x/y.pcap: entity not found");
+        assert!(std::error::Error::source(&e).is_some());
+        let e = open_capture(&Some("/nonexistent-dir/c.pcap".into()), 1, 2).err().expect("no such directory");
+        assert!(matches!(&e, Error::Pcap { path, .. } if path.to_str() == Some("/nonexistent-dir/c.q1.pcap")), "{e:?}");
+        let short = HugePagesShort { queues: 2, umem_mib: 16, need: 16, page_kib: 2048, free: 10, reserve: 22 };
+        assert_eq!(
+            Error::HugePagesShort(short).to_string(),
+            "--hugepages on: 2 UMEM(s) of 16 MiB need 16 hugepages of 2048 kB, 10 free; reserve them with `sysctl vm.nr_hugepages=22`"
+        );
+        assert!(FlagError::ZeroCopyGeneric.to_string().contains("needs the XDP program in native (driver) mode, but --xdp-mode generic was given"));
+        let e = Error::TooManyQueues { iface: "eth1".into(), available: 2, queues: 4 };
+        assert_eq!(e.to_string(), "eth1 has 2 RX queue(s); --queues 4 asks for more");
+        let e = Error::from(xdptcp::host::rx_queue_count("xdptcp-nonexist").unwrap_err());
+        assert!(e.to_string().starts_with("interface xdptcp-nonexist not found ("), "{e}");
+    }
 }

@@ -14,7 +14,6 @@
 //! next timer or packet, so an idle stack costs almost no CPU.
 
 pub mod handoff;
-pub mod host;
 
 pub use handoff::Handoff;
 
@@ -25,7 +24,6 @@ use crossbeam::channel::{Receiver, Sender};
 use crate::app::App;
 use crate::stack::{ShardStats, TxBatch, Verdict};
 use crate::xdp::{QueueStats, RxFrame, TxFrame};
-use crate::sim::pcap::PcapSink;
 use crate::stack::Shard;
 use crate::time::{Duration, Instant};
 use crate::xdp::XskQueue;
@@ -58,7 +56,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// gracefully before resetting the rest.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
-pub type Capture = PcapSink<std::io::BufWriter<std::fs::File>>;
+pub use crate::capture::Capture;
 
 /// One connection, as `xdptcp ss` shows it.
 #[derive(Debug, Clone)]

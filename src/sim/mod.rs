@@ -8,13 +8,14 @@
 pub mod host;
 pub mod link;
 pub mod net;
-pub mod pcap;
 pub mod rng;
 pub mod tx;
 
 pub use link::{Link, LinkConfig, LinkStats};
 pub use host::{ConnMut, Host, HostStats, SimApp};
 pub use net::{ConnId, Network, RxLimits};
-pub use pcap::PcapSink;
+/// Capture moved below the simulator; the old path stays for its users.
+pub use crate::capture as pcap;
+pub use crate::capture::PcapSink;
 pub use rng::Rng;
 pub use tx::LinkFrames;

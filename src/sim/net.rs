@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::sim::host::{ConnMut, Host, SimApp};
 use crate::sim::link::{Link, LinkConfig};
-use crate::sim::pcap::PcapSink;
+use crate::capture::PcapSink;
 use crate::stack::{Shard, StackConfig, TxBatch};
 use crate::tcp::{Config, Connection, Listener, ListenerConfig, SendError, SEND_MEMORY_FLOOR};
 use crate::time::{Duration, Instant};

@@ -2,7 +2,9 @@
 //!
 //! Offsets are relative to RCV.NXT. The list is bounded: a segment that would
 //! need more than `MAX_RANGES` disjoint ranges is refused (and the peer
-//! retransmits it later). No heap memory is held while the list is empty.
+//! retransmits it later). An emptied list keeps its storage, up to that
+//! bound, so that every hole filled does not cost an allocation; `clear`
+//! (a closing connection) releases it.
 //!
 //! The byte total is kept as ranges change, so a shard can account the
 //! out-of-order data it holds per segment in O(1) (see `RxBudget`).
@@ -38,15 +40,21 @@ impl Assembler {
     pub fn total_bytes(&self) -> usize {
         self.bytes
     }
+    /// Forgets every range and releases the storage.
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        self.ranges = Vec::new();
         self.bytes = 0;
     }
-    /// Frees the heap storage when empty.
+    /// When empty, gives back storage grown past [`MAX_RANGES`] ranges;
+    /// up to that it is kept for the next holes.
     pub fn shrink(&mut self) {
-        if self.ranges.is_empty() {
+        if self.ranges.is_empty() && self.ranges.capacity() > MAX_RANGES {
             self.ranges = Vec::new();
         }
+    }
+    /// The ranges the storage holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.ranges.capacity()
     }
     /// The ranges in ascending order, as (offset, len).
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -164,6 +172,25 @@ mod tests {
         assert_eq!(a.add(MAX_RANGES * 10 + 100, 1), Err(TooManyRanges));
         // Merging into an existing range still works when full.
         a.add(2, 1).unwrap();
+    }
+
+    #[test]
+    fn emptied_keeps_its_storage_within_the_cap() {
+        let mut a = Assembler::new();
+        for k in 0..8 {
+            a.add(k * 10 + 1, 1).unwrap();
+        }
+        let cap = a.capacity();
+        assert!(cap >= 8);
+        a.add(0, 100).unwrap();
+        assert_eq!(a.remove_front(), 100);
+        assert!(a.is_empty());
+        a.shrink();
+        assert_eq!(a.capacity(), cap, "kept for the next holes");
+        // Grown past the cap (it cannot be by `add`): given back when empty.
+        a.ranges.reserve(MAX_RANGES + 1);
+        a.shrink();
+        assert_eq!(a.capacity(), 0);
     }
 
     #[test]

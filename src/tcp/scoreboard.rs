@@ -100,7 +100,8 @@ impl Scoreboard {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
-    /// Forgets everything, releasing the memory.
+    /// Forgets everything, releasing the memory (a connection closing or
+    /// entering TIME_WAIT keeps none).
     pub fn clear(&mut self) {
         self.spans = Vec::new();
     }
@@ -257,8 +258,22 @@ impl Scoreboard {
         }
         self.spans.drain(..gone);
         if self.spans.is_empty() {
+            self.release_if_over_cap();
+        }
+    }
+
+    /// An emptied scoreboard keeps its storage, so that the next flight
+    /// (every request/response round) costs no allocation, unless it grew
+    /// past [`MAX_SPANS`]: no more than that is kept between flights.
+    fn release_if_over_cap(&mut self) {
+        if self.spans.capacity() > MAX_SPANS {
             self.spans = Vec::new();
         }
+    }
+
+    /// The spans the storage holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.spans.capacity()
     }
 
     pub fn is_sacked(&self, seq: SeqNumber) -> bool {
@@ -473,6 +488,29 @@ mod tests {
 
     fn sacked(sb: &Scoreboard) -> Vec<(SeqNumber, SeqNumber)> {
         sb.sacked_ranges().collect()
+    }
+
+    #[test]
+    fn an_acknowledged_flight_keeps_the_storage_within_the_cap() {
+        let mut sb = Scoreboard::new();
+        for k in 0..8 {
+            sb.on_transmit(s(k * 100), s(k * 100 + 100), t(u64::from(k)), false);
+        }
+        let cap = sb.capacity();
+        assert!(cap >= 8);
+        sb.advance(s(800), |_| {});
+        assert!(sb.is_empty());
+        assert_eq!(sb.capacity(), cap, "kept for the next flight");
+        sb.on_transmit(s(800), s(900), t(9), false);
+        assert_eq!(sb.capacity(), cap);
+        // Grown past the cap: given back once the flight is acknowledged.
+        sb.spans.reserve(MAX_SPANS + 1);
+        sb.advance(s(900), |_| {});
+        assert_eq!(sb.capacity(), 0);
+        // A closing connection keeps nothing.
+        sb.on_transmit(s(900), s(1000), t(10), false);
+        sb.clear();
+        assert_eq!(sb.capacity(), 0);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use crate::rss::RssSelector;
+
 /// From linux/ethtool.h.
 const ETHTOOL_GRSSH: u32 = 0x46;
 const ETHTOOL_GRXFH: u32 = 0x29;
@@ -217,6 +219,44 @@ pub fn read_rss(iface: &str) -> Result<RssSteering, RssError> {
         steering.tcp4 = parse_rxfh_fields(data);
     }
     Ok(steering)
+}
+
+/// The NIC's receive steering of `iface`, read once: a selector for queue
+/// 0 (`for_queue` gives the others) when the device reports a Toeplitz hash
+/// that a plain hash over the packet predicts, and a line for the log
+/// saying what active opens will do.
+pub fn rss_steering(iface: &str) -> (Option<RssSelector>, String) {
+    let handoff = "active opens rely on the cross-core hand-off";
+    let s = match read_rss(iface) {
+        Ok(s) => s,
+        Err(RssError::Unsupported(e)) => {
+            let why = if e.raw_os_error() == Some(libc::EOPNOTSUPP) { "EOPNOTSUPP".to_string() } else { e.to_string() };
+            return (None, format!("RSS: not reported by {iface} ({why}); {handoff}"));
+        }
+        Err(e) => return (None, format!("RSS: cannot read the steering of {iface}: {e}; {handoff}")),
+    };
+    if !s.predictable() {
+        let xfrm = if s.input_xfrm != 0 { format!(", input transformed ({:#x})", s.input_xfrm) } else { String::new() };
+        return (
+            None,
+            format!(
+                "RSS: {iface} hashes with {}{xfrm}, key {} B, {}-entry table: not predictable; {handoff}",
+                s.func.name(),
+                s.key.len(),
+                s.indirection.len()
+            ),
+        );
+    }
+    let (ports, fields) = match s.tcp4 {
+        Tcp4Fields::AddressesAndPorts => (true, ""),
+        Tcp4Fields::Unreported => (true, " (TCP/IPv4 hash fields not reported; ports assumed hashed)"),
+        Tcp4Fields::Addresses => (false, " over addresses only (ports cannot steer)"),
+        Tcp4Fields::Other(bits) => {
+            return (None, format!("RSS: {iface} hashes TCP/IPv4 over fields {bits:#x}, not addresses and ports; {handoff}"));
+        }
+    };
+    let line = format!("RSS: toeplitz key {} B, {}-entry table{fields}; active opens choose ports for their queue", s.key.len(), s.indirection.len());
+    (RssSelector::new(&s.key, s.indirection, 0, ports), line)
 }
 
 #[cfg(test)]

@@ -248,7 +248,7 @@ mod tests {
     /// cargo test as root.
     #[test]
     fn steers_the_same_wherever_the_first_buffer_ends() {
-        if crate::runtime::host::not_root() {
+        if crate::xdp::not_root() {
             eprintln!("skipped: loading an XDP program needs root");
             return;
         }

@@ -1,5 +1,7 @@
-//! Writes frames to a pcap file (Ethernet link type) that tcpdump and
-//! Wireshark read. Used by the simulator and by `xdptcp serve --pcap`.
+//! Packet capture: writes frames to a pcap file (Ethernet link type) that
+//! tcpdump and Wireshark read. A layer of its own below `runtime` and `sim`,
+//! both of which record through it (`xdptcp serve --pcap`, simulator runs);
+//! it knows frames as bytes and time as the engine's `Instant`, nothing else.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,11 +11,17 @@ use pcap_file::DataLink;
 
 use crate::time::{Duration, Instant};
 
+/// A pcap file being written: its header is written on creation, then one
+/// record per [`PcapSink::write`].
 pub struct PcapSink<W: Write> {
     writer: PcapWriter<W>,
 }
 
+/// A capture into a buffered file, as the workers and the simulator keep.
+pub type Capture = PcapSink<std::io::BufWriter<std::fs::File>>;
+
 impl PcapSink<std::io::BufWriter<std::fs::File>> {
+    /// Creates (or truncates) the file at `path` and writes the header.
     pub fn create(path: impl AsRef<Path>) -> std::io::Result<Self> {
         PcapSink::new(std::io::BufWriter::new(std::fs::File::create(path)?))
     }
@@ -24,6 +32,7 @@ fn io_err(e: pcap_file::PcapError) -> std::io::Error {
 }
 
 impl<W: Write> PcapSink<W> {
+    /// Writes the pcap header (Ethernet, 65535-byte snap length) to `writer`.
     pub fn new(writer: W) -> std::io::Result<Self> {
         let header = PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65535, ..PcapHeader::default() };
         Ok(PcapSink { writer: PcapWriter::with_header(writer, header).map_err(io_err)? })
