@@ -149,7 +149,8 @@ impl<A: App> Shard<A> {
             wheel: TimerWheel::new(),
             dirty: Vec::new(),
             closed: Vec::new(),
-            expired: Vec::new(),
+            // Timers due in one call: grows past this only at a peak.
+            expired: Vec::with_capacity(64),
             scratch: Vec::new(),
             stats: ShardStats::default(),
         }

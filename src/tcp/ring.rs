@@ -11,20 +11,32 @@
 /// Smallest storage allocated, so small messages don't cause many regrowths.
 const MIN_CAPACITY: usize = 4096;
 
-/// Smallest-size buffers kept for reuse, per thread. A request/response
-/// connection fills and drains its buffers on every exchange; allocating and
-/// zeroing 4 KiB each time cost more than the rest of the exchange (a fifth
-/// of a 64-byte round trip through two shards). An allocator cache: what a
-/// buffer held before is never read, since only written bytes are.
-const POOL_LIMIT: usize = 1024;
+/// Storage kept for reuse, per thread, by size (every size is 4 KiB times
+/// a power of two). A request/response connection fills and drains its
+/// buffers on every exchange, and a bulk sender whose window outgrows its
+/// send buffer drains it every flight and regrows it by doubling on the
+/// next send; allocating and zeroing each time cost more than the rest of
+/// the exchange (a fifth of a 64-byte round trip through two shards). An
+/// allocator cache: what a buffer held before is never read, since only
+/// written bytes are. Each size keeps up to `POOL_BYTES_PER_SIZE` bytes
+/// (at least one buffer), sizes up to `POOL_MAX_SIZE`.
+const POOL_BYTES_PER_SIZE: usize = 4 << 20;
+const POOL_MAX_SIZE: usize = 16 << 20;
+/// Sizes pooled: 4 KiB, 8 KiB, … `POOL_MAX_SIZE`.
+const POOL_SIZES: usize = (POOL_MAX_SIZE / MIN_CAPACITY).trailing_zeros() as usize + 1;
 
 thread_local! {
-    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static POOL: std::cell::RefCell<[Vec<Vec<u8>>; POOL_SIZES]> = const { std::cell::RefCell::new([const { Vec::new() }; POOL_SIZES]) };
+}
+
+/// The pool's index for storage of `cap` bytes, if it pools that size.
+fn size_class(cap: usize) -> Option<usize> {
+    (cap >= MIN_CAPACITY && cap <= POOL_MAX_SIZE && cap.is_power_of_two()).then(|| (cap / MIN_CAPACITY).trailing_zeros() as usize)
 }
 
 fn take_storage(cap: usize) -> Vec<u8> {
-    if cap == MIN_CAPACITY {
-        if let Some(v) = POOL.with(|p| p.borrow_mut().pop()) {
+    if let Some(class) = size_class(cap) {
+        if let Some(v) = POOL.with(|p| p.borrow_mut()[class].pop()) {
             return v;
         }
     }
@@ -32,14 +44,15 @@ fn take_storage(cap: usize) -> Vec<u8> {
 }
 
 fn give_storage(v: Vec<u8>) {
-    if v.len() == MIN_CAPACITY {
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_LIMIT {
-                p.push(v);
-            }
-        });
-    }
+    let Some(class) = size_class(v.len()) else { return };
+    let keep = (POOL_BYTES_PER_SIZE / v.len()).max(1);
+    // `try_with`: a buffer dropped while the thread's locals are torn down.
+    let _ = POOL.try_with(|p| {
+        let pool = &mut p.borrow_mut()[class];
+        if pool.len() < keep {
+            pool.push(v);
+        }
+    });
 }
 
 #[derive(Debug, Default, Clone)]
@@ -264,6 +277,26 @@ mod tests {
         let r = RingBuffer::new(1 << 20);
         assert_eq!(r.capacity(), 0);
         assert!(core::mem::size_of::<RingBuffer>() <= 40);
+    }
+
+    #[test]
+    fn released_storage_is_reused_by_size_when_the_buffer_regrows() {
+        let mut r = RingBuffer::new(1 << 20);
+        let data = vec![7u8; 300_000];
+        assert_eq!(r.push(&data), 300_000);
+        let grown = (r.storage.as_ptr(), r.storage.len());
+        assert_eq!(grown.1, 512 << 10, "doubled from 4 KiB to the first power of two that fits");
+        assert_eq!(r.consume(300_000), 300_000);
+        r.release();
+        assert!(r.storage.is_empty(), "a drained buffer holds no storage");
+        // Regrowing doubles through every size again, each taken from the
+        // pool: the 512 KiB one is the storage given back.
+        for _ in 0..3 {
+            assert_eq!(r.push(&data), 300_000);
+            assert_eq!((r.storage.as_ptr(), r.storage.len()), grown);
+            assert_eq!(r.consume(300_000), 300_000);
+            r.release();
+        }
     }
 
     #[test]
